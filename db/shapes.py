@@ -64,9 +64,7 @@ class Usage(_Shape):
         )
 
     def __add__(self, other: Usage) -> Usage:
-        return Usage(
-            **{k: getattr(self, k) + getattr(other, k) for k in type(self).model_fields}
-        )
+        return Usage(**{k: getattr(self, k) + getattr(other, k) for k in type(self).model_fields})
 
 
 class Percentiles(_Shape):

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from typing import TypeVar
+from typing import Any, TypeVar
 
 
-class IllegalTransition(ValueError):
+class IllegalTransitionError(ValueError):
     """Raised when a lifecycle move is not in its transition table."""
 
     def __init__(self, kind: str, current: enum.Enum, target: enum.Enum) -> None:
@@ -216,7 +216,7 @@ _S = TypeVar("_S", bound=enum.Enum)
 
 def _check(kind: str, table: Mapping[_S, frozenset[_S]], current: _S, target: _S) -> _S:
     if target not in table[current]:
-        raise IllegalTransition(kind, current, target)
+        raise IllegalTransitionError(kind, current, target)
     return target
 
 
@@ -240,12 +240,17 @@ def transition_hitl(current: HitlStatus, target: HitlStatus) -> HitlStatus:
     return _check("hitl", HITL_TRANSITIONS, current, target)
 
 
+_TABLES: Mapping[type[enum.Enum], tuple[str, Mapping[Any, frozenset[Any]]]] = {
+    TaskStatus: ("task", TASK_TRANSITIONS),
+    CallStatus: ("call", CALL_TRANSITIONS),
+    HitlStatus: ("hitl", HITL_TRANSITIONS),
+}
+
+
 def transition(current: _S, target: _S) -> _S:
-    """Check any lifecycle move by the type of ``current``; raise IllegalTransition if illegal."""
-    if isinstance(current, TaskStatus) and isinstance(target, TaskStatus):
-        return _check("task", TASK_TRANSITIONS, current, target)  # type: ignore[return-value]
-    if isinstance(current, CallStatus) and isinstance(target, CallStatus):
-        return _check("call", CALL_TRANSITIONS, current, target)  # type: ignore[return-value]
-    if isinstance(current, HitlStatus) and isinstance(target, HitlStatus):
-        return _check("hitl", HITL_TRANSITIONS, current, target)  # type: ignore[return-value]
-    raise TypeError(f"no lifecycle for {type(current).__name__} -> {type(target).__name__}")
+    """Check any lifecycle move by the type of ``current``; raise if it is illegal."""
+    if type(current) is not type(target) or type(current) not in _TABLES:
+        raise TypeError(f"no lifecycle for {type(current).__name__} -> {type(target).__name__}")
+    kind, table = _TABLES[type(current)]
+    checked: _S = _check(kind, table, current, target)
+    return checked

@@ -19,7 +19,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 BUILTIN_AMI_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 """AMI hosts that mean "the built-in simulated PBX" unless OPENDEEP_PBX says otherwise."""
 
-SIM_AMI_SECRET = "opendeep-sim"
+SIM_AMI_SECRET = "opendeep-sim"  # noqa: S105 -- public default, only the loopback simulated PBX accepts it
 """Default AMI secret, good only for the simulated PBX on loopback."""
 
 _DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -264,7 +264,7 @@ class Settings(BaseSettings):
 
     @property
     def allowed_peers(self) -> frozenset[str]:
-        """Addresses AudioSocket connections may come from: the setting, else AMI host + loopback."""
+        """Peers AudioSocket connections may come from: the setting, else AMI host + loopback."""
         listed = {p.strip() for p in self.audiosocket_allowed_peers.split(",") if p.strip()}
         if listed:
             return frozenset(listed)
