@@ -20,3 +20,25 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
         report.outcome = "failed"
         report.longrepr = f"skipped under CI=true, which counts as a failure: {reason}"
+
+
+# The PostgreSQL server fixtures live in tests/pg.py; importing them here shares them suite-wide.
+from tests.pg import pg_url, postgres_server  # noqa: E402, F401
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def database(request: pytest.FixtureRequest, tmp_path: Any) -> Any:
+    """A migrated, empty database on SQLite and on a real PostgreSQL 15, in turn."""
+    from db.engine import open_database
+    from db.migrate import upgrade
+
+    if request.param == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path / 'opendeep.db'}"
+    else:
+        url = request.getfixturevalue("pg_url")
+    await upgrade(url)
+    db = open_database(url)
+    try:
+        yield db
+    finally:
+        await db.close()
