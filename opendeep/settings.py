@@ -80,7 +80,8 @@ class Settings(BaseSettings):
 
     # -- where things live -------------------------------------------------------------
     var_dir: Path = Path("var")
-    database_url: str | None = None
+    database_url: SecretStr | None = None
+    """Secret because a PostgreSQL URL usually carries a password."""
     log_level: str = "INFO"
 
     # -- Ray and HTTP ----------------------------------------------------------------
@@ -208,7 +209,7 @@ class Settings(BaseSettings):
     def resolved_database_url(self) -> str:
         """The database URL; by default a SQLite file under the var directory."""
         if self.database_url:
-            return self.database_url
+            return self.database_url.get_secret_value()
         return f"sqlite+aiosqlite:///{(self.var_dir / 'opendeep.db').as_posix()}"
 
     @property
