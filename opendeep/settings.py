@@ -106,7 +106,6 @@ class Settings(BaseSettings):
     realtime_voice: str = "marin"
     realtime_base_url: str | None = None
     realtime_8k_format: Literal["pcmu", "pcm24k"] = "pcmu"
-    realtime_sim_port: int = Field(default=8765, ge=0, le=65535)
 
     # -- Gemini ----------------------------------------------------------------------
     gemini_api_key: SecretStr | None = Field(
