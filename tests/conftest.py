@@ -8,6 +8,9 @@ from typing import Any
 
 import pytest
 
+from db.engine import open_database
+from db.migrate import upgrade
+
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 
@@ -29,9 +32,6 @@ from tests.pg import pg_url, postgres_server  # noqa: E402, F401
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 async def database(request: pytest.FixtureRequest, tmp_path: Any) -> Any:
     """A migrated, empty database on SQLite and on a real PostgreSQL 15, in turn."""
-    from db.engine import open_database
-    from db.migrate import upgrade
-
     if request.param == "sqlite":
         url = f"sqlite+aiosqlite:///{tmp_path / 'opendeep.db'}"
     else:

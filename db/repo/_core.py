@@ -124,3 +124,12 @@ async def move_task(
 def set_committed(row: Base, key: str, value: Any) -> None:
     """Set an attribute without marking it dirty (the UPDATE already wrote it)."""
     sa.orm.attributes.set_committed_value(row, key, value)
+
+
+async def update_row(session: AsyncSession, row: Base, **values: Any) -> None:
+    """Guarded UPDATE of an ORM ``row`` by the version it was read with; refresh it in place."""
+    version: int = getattr(row, "version")  # noqa: B009 -- Base has no version; Versioned rows do
+    await guarded_update(session, type(row), getattr(row, "id"), version, **values)  # noqa: B009
+    for key, value in values.items():
+        set_committed(row, key, value)
+    set_committed(row, "version", version + 1)
