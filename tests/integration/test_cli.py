@@ -1,0 +1,134 @@
+"""The `opendeep` command line, run as a real process against a real database."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+OPENDEEP = [sys.executable, "-m", "serve_app.cli"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("OPENDEEP_")}
+    clean.pop("OPENAI_API_KEY", None)
+    clean.pop("GEMINI_API_KEY", None)
+    clean.update(
+        OPENDEEP_VAR_DIR=str(tmp_path / "var"),
+        OPENDEEP_AMI_PORT=str(_free_port()),
+        PYTHONPATH=str(Path(__file__).resolve().parents[2]),
+    )
+    return clean
+
+
+def run(env: dict[str, str], *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*OPENDEEP, *args],
+        check=False,
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def _up_until_ready(env: dict[str, str]) -> tuple[int, str]:
+    proc = subprocess.Popen(
+        [*OPENDEEP, "up"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    assert proc.stdout is not None
+    lines = []
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if "Press Ctrl-C to stop" in line:
+            proc.send_signal(signal.SIGINT)
+            break
+    rest, _ = proc.communicate(timeout=60)
+    return proc.returncode, "".join(lines) + rest
+
+
+def test_up_migrates_bootstraps_prints_password_once_and_stops_on_ctrl_c(
+    env: dict[str, str],
+) -> None:
+    code, out = _up_until_ready(env)
+    assert code == 0, out
+    assert "SIMULATED PBX" in out and "Not built yet" in out and "Stopped." in out
+    assert "admin user 'admin' with password:" in out
+    assert Path(env["OPENDEEP_VAR_DIR"], "opendeep.db").exists()
+
+    code, again = _up_until_ready(env)
+    assert code == 0, again
+    assert "password" not in again
+
+
+def test_admin_commands_create_tenant_user_and_key(env: dict[str, str]) -> None:
+    made = run(env, "tenant", "add", "acme", "--countries", "US,CA", "--window", "08:00-18:00")
+    assert made.returncode == 0, made.stderr
+    assert "acme" in run(env, "tenant", "list").stdout
+    user = run(env, "user", "add", "alice", "--tenant", "acme", "--password-stdin", stdin="pw-1\n")
+    assert user.returncode == 0, user.stderr
+    key = run(env, "apikey", "create", "--tenant", "acme")
+    assert key.returncode == 0, key.stderr
+    assert key.stdout.strip().splitlines()[-1].startswith("od_")
+    assert run(env, "db", "current").returncode == 0
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("tenant", "add", "bad", "--window", "nine-to-five"),
+        ("tenant", "add", "bad", "--window", "20:00-08:00"),
+        ("tenant", "add", "bad", "--days", "funday", "--window", "09:00-17:00"),
+        ("user", "add", "bob", "--tenant", "no-such-tenant", "--password-stdin"),
+        ("apikey", "create", "--tenant", "no-such-tenant"),
+    ],
+)
+def test_bad_input_is_one_clear_line_and_exit_2(env: dict[str, str], args: tuple[str, ...]) -> None:
+    result = run(env, *args, stdin="pw\n")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.startswith("opendeep: error:")
+    assert "Traceback" not in result.stderr
+    assert "bad" not in run(env, "tenant", "list").stdout
+
+
+def test_duplicate_tenant_is_refused(env: dict[str, str]) -> None:
+    assert run(env, "tenant", "add", "acme").returncode == 0
+    again = run(env, "tenant", "add", "acme")
+    assert again.returncode == 2 and "acme" in again.stderr
+
+
+def test_invalid_settings_are_reported_by_name(env: dict[str, str]) -> None:
+    env["OPENDEEP_PBX"] = "freeswitch"
+    result = run(env, "settings")
+    assert result.returncode == 2
+    assert "pbx" in result.stderr
+
+
+def test_settings_command_masks_secrets(env: dict[str, str]) -> None:
+    env["OPENAI_API_KEY"] = "sk-never-show-this"
+    env["OPENDEEP_AMI_SECRET"] = "ami-never-show-this"
+    result = run(env, "settings")
+    assert result.returncode == 0
+    assert "never-show-this" not in result.stdout + result.stderr
+    assert '"voice_mode": "openai"' in result.stdout
