@@ -58,9 +58,7 @@ def setup_logging(level: str = "INFO") -> None:
     root.setLevel(level.upper())
     if not any(getattr(h, "_opendeep", False) for h in root.handlers):
         handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
-        )
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
         handler._opendeep = True  # type: ignore[attr-defined]
         handler.addFilter(REDACTOR)
         root.addHandler(handler)

@@ -26,7 +26,7 @@ _UTC = sa.DateTime(timezone=True)
 _STATUS = sa.String(length=32)
 
 # revision identifiers, used by Alembic.
-revision: str = '20261124_0001'
+revision: str = "20261124_0001"
 down_revision: str | Sequence[str] | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
@@ -34,204 +34,261 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     """Upgrade the schema."""
-    op.create_table('tenants',
-    sa.Column('id', sa.Uuid(), nullable=False),
-    sa.Column('name', sa.String(length=100), nullable=False),
-    sa.Column('allowed_countries', sa.JSON(), nullable=False),
-    sa.Column('max_concurrent_calls', sa.Integer(), nullable=False),
-    sa.Column('dial_rate_per_minute', sa.Integer(), nullable=False),
-    sa.Column('daily_call_quota', sa.Integer(), nullable=False),
-    sa.Column('window_start', sa.Time(), nullable=False),
-    sa.Column('window_end', sa.Time(), nullable=False),
-    sa.Column('window_days', sa.JSON(), nullable=False),
-    sa.Column('destination_cap_exempt', sa.Boolean(), nullable=False),
-    sa.Column('webhook_url', sa.String(length=2000), nullable=True),
-    sa.Column('created_at', _UTC, nullable=False),
-    sa.Column('version', sa.Integer(), server_default='1', nullable=False),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_tenants')),
-    sa.UniqueConstraint('name', name=op.f('uq_tenants_name'))
+    op.create_table(
+        "tenants",
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.Column("name", sa.String(length=100), nullable=False),
+        sa.Column("allowed_countries", sa.JSON(), nullable=False),
+        sa.Column("max_concurrent_calls", sa.Integer(), nullable=False),
+        sa.Column("dial_rate_per_minute", sa.Integer(), nullable=False),
+        sa.Column("daily_call_quota", sa.Integer(), nullable=False),
+        sa.Column("window_start", sa.Time(), nullable=False),
+        sa.Column("window_end", sa.Time(), nullable=False),
+        sa.Column("window_days", sa.JSON(), nullable=False),
+        sa.Column("destination_cap_exempt", sa.Boolean(), nullable=False),
+        sa.Column("webhook_url", sa.String(length=2000), nullable=True),
+        sa.Column("created_at", _UTC, nullable=False),
+        sa.Column("version", sa.Integer(), server_default="1", nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_tenants")),
+        sa.UniqueConstraint("name", name=op.f("uq_tenants_name")),
     )
-    op.create_table('users',
-    sa.Column('id', sa.Uuid(), nullable=False),
-    sa.Column('tenant_id', sa.Uuid(), nullable=False),
-    sa.Column('username', sa.String(length=100), nullable=False),
-    sa.Column('password_hash', sa.String(length=255), nullable=False),
-    sa.Column('is_admin', sa.Boolean(), nullable=False),
-    sa.Column('created_at', _UTC, nullable=False),
-    sa.Column('version', sa.Integer(), server_default='1', nullable=False),
-    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_users_tenant_id_tenants')),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_users')),
-    sa.UniqueConstraint('username', name=op.f('uq_users_username'))
+    op.create_table(
+        "users",
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.Column("tenant_id", sa.Uuid(), nullable=False),
+        sa.Column("username", sa.String(length=100), nullable=False),
+        sa.Column("password_hash", sa.String(length=255), nullable=False),
+        sa.Column("is_admin", sa.Boolean(), nullable=False),
+        sa.Column("created_at", _UTC, nullable=False),
+        sa.Column("version", sa.Integer(), server_default="1", nullable=False),
+        sa.ForeignKeyConstraint(
+            ["tenant_id"], ["tenants.id"], name=op.f("fk_users_tenant_id_tenants")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_users")),
+        sa.UniqueConstraint("username", name=op.f("uq_users_username")),
     )
-    op.create_index(op.f('ix_users_tenant_id'), 'users', ['tenant_id'], unique=False)
-    op.create_table('api_keys',
-    sa.Column('id', sa.Uuid(), nullable=False),
-    sa.Column('tenant_id', sa.Uuid(), nullable=False),
-    sa.Column('user_id', sa.Uuid(), nullable=True),
-    sa.Column('name', sa.String(length=100), nullable=False),
-    sa.Column('prefix', sa.String(length=16), nullable=False),
-    sa.Column('key_hash', sa.String(length=128), nullable=False),
-    sa.Column('created_at', _UTC, nullable=False),
-    sa.Column('last_used_at', _UTC, nullable=True),
-    sa.Column('revoked_at', _UTC, nullable=True),
-    sa.Column('version', sa.Integer(), server_default='1', nullable=False),
-    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_api_keys_tenant_id_tenants')),
-    sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_api_keys_user_id_users')),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_api_keys')),
-    sa.UniqueConstraint('key_hash', name=op.f('uq_api_keys_key_hash'))
+    op.create_index(op.f("ix_users_tenant_id"), "users", ["tenant_id"], unique=False)
+    op.create_table(
+        "api_keys",
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.Column("tenant_id", sa.Uuid(), nullable=False),
+        sa.Column("user_id", sa.Uuid(), nullable=True),
+        sa.Column("name", sa.String(length=100), nullable=False),
+        sa.Column("prefix", sa.String(length=16), nullable=False),
+        sa.Column("key_hash", sa.String(length=128), nullable=False),
+        sa.Column("created_at", _UTC, nullable=False),
+        sa.Column("last_used_at", _UTC, nullable=True),
+        sa.Column("revoked_at", _UTC, nullable=True),
+        sa.Column("version", sa.Integer(), server_default="1", nullable=False),
+        sa.ForeignKeyConstraint(
+            ["tenant_id"], ["tenants.id"], name=op.f("fk_api_keys_tenant_id_tenants")
+        ),
+        sa.ForeignKeyConstraint(["user_id"], ["users.id"], name=op.f("fk_api_keys_user_id_users")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_api_keys")),
+        sa.UniqueConstraint("key_hash", name=op.f("uq_api_keys_key_hash")),
     )
-    op.create_index(op.f('ix_api_keys_prefix'), 'api_keys', ['prefix'], unique=False)
-    op.create_index(op.f('ix_api_keys_tenant_id'), 'api_keys', ['tenant_id'], unique=False)
-    op.create_table('tasks',
-    sa.Column('id', sa.Uuid(), nullable=False),
-    sa.Column('tenant_id', sa.Uuid(), nullable=False),
-    sa.Column('created_by', sa.Uuid(), nullable=True),
-    sa.Column('title', sa.String(length=200), nullable=False),
-    sa.Column('objective', sa.Text(), nullable=False),
-    sa.Column('context', sa.Text(), nullable=False),
-    sa.Column('callee_name', sa.String(length=200), nullable=True),
-    sa.Column('phone', sa.String(length=20), nullable=False),
-    sa.Column('language', sa.String(length=16), nullable=False),
-    sa.Column('voice', sa.String(length=50), nullable=True),
-    sa.Column('timezone', sa.String(length=64), nullable=True),
-    sa.Column('window_start', sa.Time(), nullable=False),
-    sa.Column('window_end', sa.Time(), nullable=False),
-    sa.Column('window_days', sa.JSON(), nullable=False),
-    sa.Column('retry_backoff', sa.JSON(), nullable=False),
-    sa.Column('voicemail_message', sa.Text(), nullable=True),
-    sa.Column('status', _STATUS, nullable=False),
-    sa.Column('max_attempts', sa.Integer(), nullable=False),
-    sa.Column('current_attempt_count', sa.Integer(), nullable=False),
-    sa.Column('total_calls', sa.Integer(), nullable=False),
-    sa.Column('next_action_time', _UTC, nullable=True),
-    sa.Column('collected_info', sa.JSON(), nullable=False),
-    sa.Column('result_summary', sa.Text(), nullable=True),
-    sa.Column('outcome', _STATUS, nullable=True),
-    sa.Column('cancel_requested_at', _UTC, nullable=True),
-    sa.Column('owner', sa.String(length=200), nullable=True),
-    sa.Column('lease_expires_at', _UTC, nullable=True),
-    sa.Column('created_at', _UTC, nullable=False),
-    sa.Column('updated_at', _UTC, nullable=False),
-    sa.Column('finished_at', _UTC, nullable=True),
-    sa.Column('version', sa.Integer(), server_default='1', nullable=False),
-    sa.ForeignKeyConstraint(['created_by'], ['users.id'], name=op.f('fk_tasks_created_by_users')),
-    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_tasks_tenant_id_tenants')),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_tasks'))
+    op.create_index(op.f("ix_api_keys_prefix"), "api_keys", ["prefix"], unique=False)
+    op.create_index(op.f("ix_api_keys_tenant_id"), "api_keys", ["tenant_id"], unique=False)
+    op.create_table(
+        "tasks",
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.Column("tenant_id", sa.Uuid(), nullable=False),
+        sa.Column("created_by", sa.Uuid(), nullable=True),
+        sa.Column("title", sa.String(length=200), nullable=False),
+        sa.Column("objective", sa.Text(), nullable=False),
+        sa.Column("context", sa.Text(), nullable=False),
+        sa.Column("callee_name", sa.String(length=200), nullable=True),
+        sa.Column("phone", sa.String(length=20), nullable=False),
+        sa.Column("language", sa.String(length=16), nullable=False),
+        sa.Column("voice", sa.String(length=50), nullable=True),
+        sa.Column("timezone", sa.String(length=64), nullable=True),
+        sa.Column("window_start", sa.Time(), nullable=False),
+        sa.Column("window_end", sa.Time(), nullable=False),
+        sa.Column("window_days", sa.JSON(), nullable=False),
+        sa.Column("retry_backoff", sa.JSON(), nullable=False),
+        sa.Column("voicemail_message", sa.Text(), nullable=True),
+        sa.Column("status", _STATUS, nullable=False),
+        sa.Column("max_attempts", sa.Integer(), nullable=False),
+        sa.Column("current_attempt_count", sa.Integer(), nullable=False),
+        sa.Column("total_calls", sa.Integer(), nullable=False),
+        sa.Column("next_action_time", _UTC, nullable=True),
+        sa.Column("collected_info", sa.JSON(), nullable=False),
+        sa.Column("result_summary", sa.Text(), nullable=True),
+        sa.Column("outcome", _STATUS, nullable=True),
+        sa.Column("cancel_requested_at", _UTC, nullable=True),
+        sa.Column("owner", sa.String(length=200), nullable=True),
+        sa.Column("lease_expires_at", _UTC, nullable=True),
+        sa.Column("created_at", _UTC, nullable=False),
+        sa.Column("updated_at", _UTC, nullable=False),
+        sa.Column("finished_at", _UTC, nullable=True),
+        sa.Column("version", sa.Integer(), server_default="1", nullable=False),
+        sa.ForeignKeyConstraint(
+            ["created_by"], ["users.id"], name=op.f("fk_tasks_created_by_users")
+        ),
+        sa.ForeignKeyConstraint(
+            ["tenant_id"], ["tenants.id"], name=op.f("fk_tasks_tenant_id_tenants")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_tasks")),
     )
-    op.create_index(op.f('ix_tasks_phone'), 'tasks', ['phone'], unique=False)
-    op.create_index('ix_tasks_status_lease_expires_at', 'tasks', ['status', 'lease_expires_at'], unique=False)
-    op.create_index('ix_tasks_status_next_action_time', 'tasks', ['status', 'next_action_time'], unique=False)
-    op.create_index('ix_tasks_tenant_id_created_at', 'tasks', ['tenant_id', 'created_at'], unique=False)
-    op.create_table('calls',
-    sa.Column('id', sa.Uuid(), nullable=False),
-    sa.Column('task_id', sa.Uuid(), nullable=False),
-    sa.Column('tenant_id', sa.Uuid(), nullable=False),
-    sa.Column('destination', sa.String(length=20), nullable=False),
-    sa.Column('attempt_number', sa.Integer(), nullable=False),
-    sa.Column('status', _STATUS, nullable=False),
-    sa.Column('telephony_result', _STATUS, nullable=True),
-    sa.Column('end_reason', _STATUS, nullable=True),
-    sa.Column('outcome', _STATUS, nullable=True),
-    sa.Column('hangup_cause', sa.Integer(), nullable=True),
-    sa.Column('originate_reason', sa.Integer(), nullable=True),
-    sa.Column('amd_verdict', _STATUS, nullable=True),
-    sa.Column('amd_cause', sa.String(length=100), nullable=True),
-    sa.Column('heartbeat_at', _UTC, nullable=True),
-    sa.Column('last_seq', sa.Integer(), nullable=False),
-    sa.Column('created_at', _UTC, nullable=False),
-    sa.Column('originated_at', _UTC, nullable=True),
-    sa.Column('answered_at', _UTC, nullable=True),
-    sa.Column('ended_at', _UTC, nullable=True),
-    sa.Column('transcript', sa.JSON(), nullable=False),
-    sa.Column('tool_calls', sa.JSON(), nullable=False),
-    sa.Column('analysis', sa.JSON(), nullable=True),
-    sa.Column('usage', sa.JSON(), nullable=True),
-    sa.Column('figures', sa.JSON(), nullable=True),
-    sa.Column('recording_path', sa.String(length=1000), nullable=True),
-    sa.Column('version', sa.Integer(), server_default='1', nullable=False),
-    sa.ForeignKeyConstraint(['task_id'], ['tasks.id'], name=op.f('fk_calls_task_id_tasks')),
-    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_calls_tenant_id_tenants')),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_calls'))
+    op.create_index(op.f("ix_tasks_phone"), "tasks", ["phone"], unique=False)
+    op.create_index(
+        "ix_tasks_status_lease_expires_at", "tasks", ["status", "lease_expires_at"], unique=False
     )
-    op.create_index('ix_calls_destination_created_at', 'calls', ['destination', 'created_at'], unique=False)
-    op.create_index('ix_calls_status_heartbeat_at', 'calls', ['status', 'heartbeat_at'], unique=False)
-    op.create_index(op.f('ix_calls_task_id'), 'calls', ['task_id'], unique=False)
-    op.create_index('ix_calls_tenant_id_created_at', 'calls', ['tenant_id', 'created_at'], unique=False)
-    op.create_table('dnc_numbers',
-    sa.Column('id', sa.Uuid(), nullable=False),
-    sa.Column('tenant_id', sa.Uuid(), nullable=False),
-    sa.Column('phone', sa.String(length=20), nullable=False),
-    sa.Column('reason', sa.Text(), nullable=False),
-    sa.Column('task_id', sa.Uuid(), nullable=True),
-    sa.Column('added_at', _UTC, nullable=False),
-    sa.ForeignKeyConstraint(['task_id'], ['tasks.id'], name=op.f('fk_dnc_numbers_task_id_tasks')),
-    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_dnc_numbers_tenant_id_tenants')),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_dnc_numbers')),
-    sa.UniqueConstraint('tenant_id', 'phone', name=op.f('uq_dnc_numbers_tenant_id_phone'))
+    op.create_index(
+        "ix_tasks_status_next_action_time", "tasks", ["status", "next_action_time"], unique=False
     )
-    op.create_table('hitl_requests',
-    sa.Column('id', sa.Uuid(), nullable=False),
-    sa.Column('task_id', sa.Uuid(), nullable=False),
-    sa.Column('tenant_id', sa.Uuid(), nullable=False),
-    sa.Column('call_id', sa.Uuid(), nullable=True),
-    sa.Column('question', sa.Text(), nullable=False),
-    sa.Column('recipient_message', sa.Text(), nullable=False),
-    sa.Column('timeout_seconds', sa.Double(), nullable=False),
-    sa.Column('status', _STATUS, nullable=False),
-    sa.Column('asked_at', _UTC, nullable=False),
-    sa.Column('answered_at', _UTC, nullable=True),
-    sa.Column('answer', sa.Text(), nullable=True),
-    sa.Column('answered_by', sa.String(length=100), nullable=True),
-    sa.Column('version', sa.Integer(), server_default='1', nullable=False),
-    sa.ForeignKeyConstraint(['call_id'], ['calls.id'], name=op.f('fk_hitl_requests_call_id_calls')),
-    sa.ForeignKeyConstraint(['task_id'], ['tasks.id'], name=op.f('fk_hitl_requests_task_id_tasks')),
-    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_hitl_requests_tenant_id_tenants')),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_hitl_requests'))
+    op.create_index(
+        "ix_tasks_tenant_id_created_at", "tasks", ["tenant_id", "created_at"], unique=False
     )
-    op.create_index('ix_hitl_requests_task_id_status', 'hitl_requests', ['task_id', 'status'], unique=False)
-    op.create_index('ix_hitl_requests_tenant_id_status', 'hitl_requests', ['tenant_id', 'status'], unique=False)
-    op.create_table('task_events',
-    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
-    sa.Column('task_id', sa.Uuid(), nullable=False),
-    sa.Column('tenant_id', sa.Uuid(), nullable=False),
-    sa.Column('call_id', sa.Uuid(), nullable=True),
-    sa.Column('at', _UTC, nullable=False),
-    sa.Column('kind', _STATUS, nullable=False),
-    sa.Column('message', sa.Text(), nullable=False),
-    sa.Column('data', sa.JSON(), nullable=False),
-    sa.ForeignKeyConstraint(['call_id'], ['calls.id'], name=op.f('fk_task_events_call_id_calls')),
-    sa.ForeignKeyConstraint(['task_id'], ['tasks.id'], name=op.f('fk_task_events_task_id_tasks')),
-    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_task_events_tenant_id_tenants')),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_task_events'))
+    op.create_table(
+        "calls",
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.Column("task_id", sa.Uuid(), nullable=False),
+        sa.Column("tenant_id", sa.Uuid(), nullable=False),
+        sa.Column("destination", sa.String(length=20), nullable=False),
+        sa.Column("attempt_number", sa.Integer(), nullable=False),
+        sa.Column("status", _STATUS, nullable=False),
+        sa.Column("telephony_result", _STATUS, nullable=True),
+        sa.Column("end_reason", _STATUS, nullable=True),
+        sa.Column("outcome", _STATUS, nullable=True),
+        sa.Column("hangup_cause", sa.Integer(), nullable=True),
+        sa.Column("originate_reason", sa.Integer(), nullable=True),
+        sa.Column("amd_verdict", _STATUS, nullable=True),
+        sa.Column("amd_cause", sa.String(length=100), nullable=True),
+        sa.Column("heartbeat_at", _UTC, nullable=True),
+        sa.Column("last_seq", sa.Integer(), nullable=False),
+        sa.Column("created_at", _UTC, nullable=False),
+        sa.Column("originated_at", _UTC, nullable=True),
+        sa.Column("answered_at", _UTC, nullable=True),
+        sa.Column("ended_at", _UTC, nullable=True),
+        sa.Column("transcript", sa.JSON(), nullable=False),
+        sa.Column("tool_calls", sa.JSON(), nullable=False),
+        sa.Column("analysis", sa.JSON(), nullable=True),
+        sa.Column("usage", sa.JSON(), nullable=True),
+        sa.Column("figures", sa.JSON(), nullable=True),
+        sa.Column("recording_path", sa.String(length=1000), nullable=True),
+        sa.Column("version", sa.Integer(), server_default="1", nullable=False),
+        sa.ForeignKeyConstraint(["task_id"], ["tasks.id"], name=op.f("fk_calls_task_id_tasks")),
+        sa.ForeignKeyConstraint(
+            ["tenant_id"], ["tenants.id"], name=op.f("fk_calls_tenant_id_tenants")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_calls")),
     )
-    op.create_index('ix_task_events_task_id_id', 'task_events', ['task_id', 'id'], unique=False)
-    op.create_index('ix_task_events_tenant_id_id', 'task_events', ['tenant_id', 'id'], unique=False)
-    op.create_index('ix_task_events_tenant_id_kind_at', 'task_events', ['tenant_id', 'kind', 'at'], unique=False)
+    op.create_index(
+        "ix_calls_destination_created_at", "calls", ["destination", "created_at"], unique=False
+    )
+    op.create_index(
+        "ix_calls_status_heartbeat_at", "calls", ["status", "heartbeat_at"], unique=False
+    )
+    op.create_index(op.f("ix_calls_task_id"), "calls", ["task_id"], unique=False)
+    op.create_index(
+        "ix_calls_tenant_id_created_at", "calls", ["tenant_id", "created_at"], unique=False
+    )
+    op.create_table(
+        "dnc_numbers",
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.Column("tenant_id", sa.Uuid(), nullable=False),
+        sa.Column("phone", sa.String(length=20), nullable=False),
+        sa.Column("reason", sa.Text(), nullable=False),
+        sa.Column("task_id", sa.Uuid(), nullable=True),
+        sa.Column("added_at", _UTC, nullable=False),
+        sa.ForeignKeyConstraint(
+            ["task_id"], ["tasks.id"], name=op.f("fk_dnc_numbers_task_id_tasks")
+        ),
+        sa.ForeignKeyConstraint(
+            ["tenant_id"], ["tenants.id"], name=op.f("fk_dnc_numbers_tenant_id_tenants")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_dnc_numbers")),
+        sa.UniqueConstraint("tenant_id", "phone", name=op.f("uq_dnc_numbers_tenant_id_phone")),
+    )
+    op.create_table(
+        "hitl_requests",
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.Column("task_id", sa.Uuid(), nullable=False),
+        sa.Column("tenant_id", sa.Uuid(), nullable=False),
+        sa.Column("call_id", sa.Uuid(), nullable=True),
+        sa.Column("question", sa.Text(), nullable=False),
+        sa.Column("recipient_message", sa.Text(), nullable=False),
+        sa.Column("timeout_seconds", sa.Double(), nullable=False),
+        sa.Column("status", _STATUS, nullable=False),
+        sa.Column("asked_at", _UTC, nullable=False),
+        sa.Column("answered_at", _UTC, nullable=True),
+        sa.Column("answer", sa.Text(), nullable=True),
+        sa.Column("answered_by", sa.String(length=100), nullable=True),
+        sa.Column("version", sa.Integer(), server_default="1", nullable=False),
+        sa.ForeignKeyConstraint(
+            ["call_id"], ["calls.id"], name=op.f("fk_hitl_requests_call_id_calls")
+        ),
+        sa.ForeignKeyConstraint(
+            ["task_id"], ["tasks.id"], name=op.f("fk_hitl_requests_task_id_tasks")
+        ),
+        sa.ForeignKeyConstraint(
+            ["tenant_id"], ["tenants.id"], name=op.f("fk_hitl_requests_tenant_id_tenants")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_hitl_requests")),
+    )
+    op.create_index(
+        "ix_hitl_requests_task_id_status", "hitl_requests", ["task_id", "status"], unique=False
+    )
+    op.create_index(
+        "ix_hitl_requests_tenant_id_status", "hitl_requests", ["tenant_id", "status"], unique=False
+    )
+    op.create_table(
+        "task_events",
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=True,
+            nullable=False,
+        ),
+        sa.Column("task_id", sa.Uuid(), nullable=False),
+        sa.Column("tenant_id", sa.Uuid(), nullable=False),
+        sa.Column("call_id", sa.Uuid(), nullable=True),
+        sa.Column("at", _UTC, nullable=False),
+        sa.Column("kind", _STATUS, nullable=False),
+        sa.Column("message", sa.Text(), nullable=False),
+        sa.Column("data", sa.JSON(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["call_id"], ["calls.id"], name=op.f("fk_task_events_call_id_calls")
+        ),
+        sa.ForeignKeyConstraint(
+            ["task_id"], ["tasks.id"], name=op.f("fk_task_events_task_id_tasks")
+        ),
+        sa.ForeignKeyConstraint(
+            ["tenant_id"], ["tenants.id"], name=op.f("fk_task_events_tenant_id_tenants")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_task_events")),
+    )
+    op.create_index("ix_task_events_task_id_id", "task_events", ["task_id", "id"], unique=False)
+    op.create_index("ix_task_events_tenant_id_id", "task_events", ["tenant_id", "id"], unique=False)
+    op.create_index(
+        "ix_task_events_tenant_id_kind_at", "task_events", ["tenant_id", "kind", "at"], unique=False
+    )
 
 
 def downgrade() -> None:
     """Downgrade the schema."""
-    op.drop_index('ix_task_events_tenant_id_kind_at', table_name='task_events')
-    op.drop_index('ix_task_events_tenant_id_id', table_name='task_events')
-    op.drop_index('ix_task_events_task_id_id', table_name='task_events')
-    op.drop_table('task_events')
-    op.drop_index('ix_hitl_requests_tenant_id_status', table_name='hitl_requests')
-    op.drop_index('ix_hitl_requests_task_id_status', table_name='hitl_requests')
-    op.drop_table('hitl_requests')
-    op.drop_table('dnc_numbers')
-    op.drop_index('ix_calls_tenant_id_created_at', table_name='calls')
-    op.drop_index(op.f('ix_calls_task_id'), table_name='calls')
-    op.drop_index('ix_calls_status_heartbeat_at', table_name='calls')
-    op.drop_index('ix_calls_destination_created_at', table_name='calls')
-    op.drop_table('calls')
-    op.drop_index('ix_tasks_tenant_id_created_at', table_name='tasks')
-    op.drop_index('ix_tasks_status_next_action_time', table_name='tasks')
-    op.drop_index('ix_tasks_status_lease_expires_at', table_name='tasks')
-    op.drop_index(op.f('ix_tasks_phone'), table_name='tasks')
-    op.drop_table('tasks')
-    op.drop_index(op.f('ix_api_keys_tenant_id'), table_name='api_keys')
-    op.drop_index(op.f('ix_api_keys_prefix'), table_name='api_keys')
-    op.drop_table('api_keys')
-    op.drop_index(op.f('ix_users_tenant_id'), table_name='users')
-    op.drop_table('users')
-    op.drop_table('tenants')
+    op.drop_index("ix_task_events_tenant_id_kind_at", table_name="task_events")
+    op.drop_index("ix_task_events_tenant_id_id", table_name="task_events")
+    op.drop_index("ix_task_events_task_id_id", table_name="task_events")
+    op.drop_table("task_events")
+    op.drop_index("ix_hitl_requests_tenant_id_status", table_name="hitl_requests")
+    op.drop_index("ix_hitl_requests_task_id_status", table_name="hitl_requests")
+    op.drop_table("hitl_requests")
+    op.drop_table("dnc_numbers")
+    op.drop_index("ix_calls_tenant_id_created_at", table_name="calls")
+    op.drop_index(op.f("ix_calls_task_id"), table_name="calls")
+    op.drop_index("ix_calls_status_heartbeat_at", table_name="calls")
+    op.drop_index("ix_calls_destination_created_at", table_name="calls")
+    op.drop_table("calls")
+    op.drop_index("ix_tasks_tenant_id_created_at", table_name="tasks")
+    op.drop_index("ix_tasks_status_next_action_time", table_name="tasks")
+    op.drop_index("ix_tasks_status_lease_expires_at", table_name="tasks")
+    op.drop_index(op.f("ix_tasks_phone"), table_name="tasks")
+    op.drop_table("tasks")
+    op.drop_index(op.f("ix_api_keys_tenant_id"), table_name="api_keys")
+    op.drop_index(op.f("ix_api_keys_prefix"), table_name="api_keys")
+    op.drop_table("api_keys")
+    op.drop_index(op.f("ix_users_tenant_id"), table_name="users")
+    op.drop_table("users")
+    op.drop_table("tenants")
