@@ -11,8 +11,11 @@ exists for developers who run the ``alembic`` CLI (``alembic -c db/alembic.ini r
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import fcntl
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
@@ -84,8 +87,33 @@ def _migration_engine(url: str) -> AsyncEngine:
     return engine
 
 
+@contextlib.asynccontextmanager
+async def _sqlite_file_lock(url: str) -> AsyncIterator[None]:
+    """Serialise migrators of one SQLite file, across processes and within one.
+
+    BEGIN IMMEDIATE alone is not enough on a fresh file: switching it to WAL needs an exclusive
+    lock that SQLite may refuse at once ("database is locked") instead of waiting.
+    """
+    database = make_url(url).database or ""
+    if make_url(url).get_backend_name() != "sqlite" or database in {"", ":memory:"}:
+        yield
+        return
+    Path(database).parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{database}.migrate-lock", "a+b") as handle:  # noqa: ASYNC230 -- a tiny local file
+        await asyncio.to_thread(fcntl.flock, handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
 async def _run(url: str, action: Callable[[sa.Connection], _T]) -> _T:
     """Run ``action`` on a sync connection inside one transaction, then dispose the engine."""
+    async with _sqlite_file_lock(url):
+        return await _run_locked(url, action)
+
+
+async def _run_locked(url: str, action: Callable[[sa.Connection], _T]) -> _T:
     engine = _migration_engine(url)
     try:
         async with engine.begin() as connection:
