@@ -1,4 +1,8 @@
-"""The ``opendeep`` command line: ``up``, database, and tenant/user/API-key administration.
+"""The ``opendeep`` command line: ``up``, tasks and answers, database, and administration.
+
+The task commands (``task add|list|show|cancel``, ``answer``) live in
+:mod:`serve_app.cli_tasks`; this module owns the parser, the error handling and the opener
+of the database they share.
 
 It writes through the repository only (no Ray connection needed) and prints errors as one
 clear line with exit status 2, never a traceback for bad input.
@@ -12,7 +16,7 @@ import getpass
 import json
 import sys
 from collections.abc import Callable, Coroutine, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
@@ -20,6 +24,10 @@ from db.repo._core import RepoError
 from opendeep import __version__
 from opendeep.logging import register_secrets, setup_logging
 from opendeep.settings import Settings, parse_clock, parse_days, reload_settings
+from serve_app import cli_tasks
+
+if TYPE_CHECKING:
+    from db.engine import Database
 
 Handler = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]
 
@@ -145,7 +153,7 @@ class _Database:
     def __init__(self, settings: Settings) -> None:
         self._url = settings.resolved_database_url
 
-    async def __aenter__(self) -> Any:
+    async def __aenter__(self) -> Database:
         from db.engine import open_database  # noqa: PLC0415
         from db.migrate import upgrade  # noqa: PLC0415
 
@@ -210,6 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
     kadd.add_argument("--tenant", required=True)
     kadd.add_argument("--name", default="default")
     apikey.set_defaults(handler=cmd_apikey)
+
+    cli_tasks.register(sub, database=_Database)
     return parser
 
 

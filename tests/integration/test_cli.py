@@ -2,51 +2,21 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
+from tests.integration._cli import OPENDEEP, cli_env, run
+
 pytestmark = pytest.mark.integration
-
-OPENDEEP = [sys.executable, "-m", "serve_app.cli"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("OPENDEEP_")}
-    clean.pop("OPENAI_API_KEY", None)
-    clean.pop("GEMINI_API_KEY", None)
-    clean.update(
-        OPENDEEP_VAR_DIR=str(tmp_path / "var"),
-        OPENDEEP_AMI_PORT=str(_free_port()),
-        PYTHONPATH=str(Path(__file__).resolve().parents[2]),
-    )
-    return clean
-
-
-def run(env: dict[str, str], *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*OPENDEEP, *args],
-        check=False,
-        env=env,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return cli_env(tmp_path)
 
 
 def _up_until_ready(env: dict[str, str]) -> tuple[int, str]:
