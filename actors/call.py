@@ -50,7 +50,6 @@ REPORT_LINGER = 300.0  # s to keep retrying Ended for a missing owner before exi
 HANGUP_CAUSE_WAIT = 1.0  # s for AMI's Hangup (with its cause) to follow the AudioSocket's end
 REASON_ANSWERED = 4  # OriginateResponse Reason of an answered call
 # Benchmarks compare with OPENDEEP_CALL_GC_FREEZE=0; it is not a user setting.
-FREEZE_GC = os.environ.get("OPENDEEP_CALL_GC_FREEZE", "1") == "1"
 
 
 class CallActor:
@@ -142,7 +141,7 @@ class CallActor:
 
     # -- the call -------------------------------------------------------------------------------
     async def _run(self) -> None:
-        if FREEZE_GC:
+        if self._settings.call_gc_freeze:
             # Everything imported so far lives as long as the process: keep it out of the
             # collector's way, so a full collection during the call scans only the call's objects.
             gc.collect()

@@ -140,6 +140,9 @@ class Settings(BaseSettings):
     drain_grace: float = Field(default=60.0, ge=0)
     scheduler_tick: float = Field(default=1.0, gt=0, le=1.0)
 
+    call_gc_freeze: bool = True
+    """gc.freeze() at call start: full collections then skip start-up objects (20 ms path)."""
+
     # -- recording -----------------------------------------------------------------------
     recording: bool = False
     recording_retention_days: int = Field(default=30, ge=0)
