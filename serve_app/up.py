@@ -2,7 +2,7 @@
 
 Today it checks the settings, migrates the database, runs the first-run bootstrap, starts
 the simulated PBX when no real Asterisk is configured, says plainly which parts are
-simulated and which are not built yet, and exits cleanly on Ctrl-C or SIGTERM.
+simulated and which it does not start yet, and exits cleanly on Ctrl-C or SIGTERM.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from opendeep.settings import Settings, mask_url
 
 log = logging.getLogger("opendeep.up")
 
-NOT_BUILT_YET = (
-    "Ray runtime, PbxGateway, Supervisor, TaskActors and CallActors",
-    "the OpenAI Realtime stand-in and the live call bridge",
+NOT_STARTED_YET = (
+    "Ray with the PbxGateway, Supervisor and TaskActors: tasks are stored, not yet dialled",
+    "the Realtime stand-in for live calls (run `python -m ai.sim` to try the simulated world)",
     "the REST API, the Gradio chat, dashboard and questions box",
 )
 
@@ -99,8 +99,8 @@ async def run_up(settings: Settings, *, stop: asyncio.Event | None = None) -> in
     stoppers: list[Stopper] = []
     if (stop_pbx := await _start_simulated_pbx(settings)) is not None:
         stoppers.append(stop_pbx)
-    print("  Not built yet (coming in the next releases):", flush=True)
-    for part in NOT_BUILT_YET:
+    print("  Not started by `opendeep up` yet (coming in the next releases):", flush=True)
+    for part in NOT_STARTED_YET:
         print(f"    - {part}", flush=True)
     print("OpenDeep is up. Press Ctrl-C to stop.", flush=True)
     try:

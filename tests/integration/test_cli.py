@@ -43,7 +43,8 @@ def test_up_migrates_bootstraps_prints_password_once_and_stops_on_ctrl_c(
 ) -> None:
     code, out = _up_until_ready(env)
     assert code == 0, out
-    assert "SIMULATED PBX" in out and "Not built yet" in out and "Stopped." in out
+    assert "SIMULATED PBX" in out and "Stopped." in out
+    assert "Not started by `opendeep up` yet" in out
     assert "admin user 'admin' with password:" in out
     assert Path(env["OPENDEEP_VAR_DIR"], "opendeep.db").exists()
 
