@@ -9,10 +9,14 @@ first, dispatches the typed server events through one table, and ends the call i
 from __future__ import annotations
 
 import asyncio
+import functools
+import io
 import logging
 import math
 import time
+import wave
 from collections.abc import Callable
+from importlib import resources
 from typing import Any
 
 import numpy as np
@@ -39,12 +43,13 @@ from ai.prompts import build_session_update, dtmf_note, voicemail_instructions
 from ai.realtime import AudioConverter, RealtimeError, RealtimeSession
 from asterisk.audiosocket import AudioSocketConnection
 from asterisk.codec import SAMPLE_RATES, Kind, is_audio
+from asterisk.resample import Downsampler3
 from db.messages import CallMessageKind, DtmfReceived, TranscriptTurnAdded
 from db.shapes import Speaker, TranscriptTurn, Usage, utcnow
 from db.states import EndReason
 from opendeep.settings import Settings
 
-__all__ = ["Conversation", "apology_chime"]
+__all__ = ["Conversation", "apology_audio", "apology_chime"]
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +58,7 @@ REQUEST_STALE = 5.0  # s after which a response.create with no response.created 
 KIND_WAIT = 0.2  # s to learn the audio kind from the callee's first frame before assuming it
 GOODBYE_CAP = 15.0  # s a goodbye may take to finish playing before we hang up anyway
 SAY_GOODBYE_CAP = 10.0  # s for the model to produce and play a goodbye we asked for
-APOLOGY_CAP = 5.0  # s for the apology chime to play
+APOLOGY_CAP = 8.0  # s for the spoken apology (or the chime) to play
 GOODBYE_INSTRUCTIONS = (
     "The call has to end now: say goodbye in one short, polite sentence, and nothing else."
 )
@@ -63,6 +68,29 @@ def warm_up_sdk() -> None:
     """Import the Realtime SDK (~0.4 s of CPU) ahead of need: run in a thread while it rings."""
     import openai.resources.realtime  # noqa: F401, PLC0415
     import websockets.asyncio.client  # noqa: F401, PLC0415
+
+
+@functools.cache
+def apology_audio(rate: int) -> bytes:
+    """The pre-rendered spoken apology (``TECHNICAL_PROBLEM_APOLOGY``) at ``rate`` (8 or 24 kHz).
+
+    Rendered at build time by ``tools/render_apology.py`` and shipped with the package, since
+    no voice is left to speak once the Realtime session is gone. Falls back to the chime when
+    the asset is missing or unreadable, so a call still ends politely.
+    """
+    try:
+        data = resources.files("actors").joinpath("assets/apology-en.wav").read_bytes()
+        with wave.open(io.BytesIO(data)) as wav:
+            if (wav.getframerate(), wav.getnchannels(), wav.getsampwidth()) != (24_000, 1, 2):
+                raise ValueError("apology asset must be 24 kHz 16-bit mono")
+            pcm = wav.readframes(wav.getnframes())
+    except (OSError, ValueError, wave.Error) as exc:
+        log.warning("spoken apology unavailable (%s); playing the chime instead", exc)
+        return apology_chime(rate)
+    if rate == 24_000:
+        return pcm
+    samples = np.frombuffer(pcm[: len(pcm) // 6 * 6], dtype="<i2")
+    return Downsampler3().process(samples).astype("<i2").tobytes()
 
 
 def apology_chime(rate: int) -> bytes:
@@ -375,7 +403,7 @@ class Conversation:
         if request.mode is EndMode.APOLOGY or self._session is None:
             bridge.active_response = None  # the session is gone: nothing more will come
             bridge.drop_playout()
-            bridge.play_tones(apology_chime(SAMPLE_RATES[bridge.kind]))
+            bridge.play_tones(apology_audio(SAMPLE_RATES[bridge.kind]))
             await self._while_connected(bridge.wait_idle(APOLOGY_CAP))
         elif request.mode is EndMode.SAY_GOODBYE:
             if bridge.active_response is not None:

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from actors.call_conversation import apology_audio
 from actors.recorder import StereoRecorder
 
 pytestmark = pytest.mark.unit
@@ -44,3 +45,10 @@ def test_a_long_call_is_flushed_as_it_goes(tmp_path: Path) -> None:
     rec.close()
     with wave.open(str(tmp_path / "call.wav")) as wav:
         assert wav.getnframes() == 500 * 480
+
+
+def test_the_spoken_apology_ships_and_fits_both_rates() -> None:
+    wide, narrow = apology_audio(24_000), apology_audio(8_000)
+    # Seconds of speech, not the ~1 s fallback chime; the 8 kHz version has a third of the samples.
+    assert 2.0 < len(wide) / 48_000 < 8.0
+    assert abs(len(narrow) * 3 - len(wide)) <= 6
