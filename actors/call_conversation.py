@@ -90,7 +90,8 @@ def apology_audio(rate: int) -> bytes:
     if rate == 24_000:
         return pcm
     samples = np.frombuffer(pcm[: len(pcm) // 6 * 6], dtype="<i2")
-    return Downsampler3().process(samples).astype("<i2").tobytes()
+    narrow: bytes = Downsampler3().process(samples).astype("<i2").tobytes()
+    return narrow
 
 
 def apology_chime(rate: int) -> bytes:
