@@ -83,7 +83,7 @@ def apology_audio(rate: int) -> bytes:
         with wave.open(io.BytesIO(data)) as wav:
             if (wav.getframerate(), wav.getnchannels(), wav.getsampwidth()) != (24_000, 1, 2):
                 raise ValueError("apology asset must be 24 kHz 16-bit mono")
-            pcm = wav.readframes(wav.getnframes())
+            pcm: bytes = wav.readframes(wav.getnframes())
     except (OSError, ValueError, wave.Error) as exc:
         log.warning("spoken apology unavailable (%s); playing the chime instead", exc)
         return apology_chime(rate)
