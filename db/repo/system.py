@@ -95,6 +95,7 @@ __all__ = [
     "heartbeat_call",
     "hitl_on_callee_hangup",
     "load_task_snapshot",
+    "note_task_event",
     "pending_answer",
     "recover_vanished_call",
     "renew_lease",
@@ -499,6 +500,35 @@ async def _move_questions(
         .where(table.c.task_id == task_id, table.c.status == current)
         .values(status=target, version=table.c.version + 1)
     )
+
+
+NOTE_KINDS = frozenset({EventKind.ANALYSIS_FALLBACK, EventKind.TECHNICAL_FAILURE})
+"""Events a TaskActor may write on their own: they record what happened, they change nothing."""
+
+
+async def note_task_event(
+    db: Database,
+    task_id: uuid.UUID,
+    *,
+    owner: str,
+    kind: EventKind,
+    message: str,
+    data: dict[str, Any],
+    now: dt.datetime,
+    call_id: uuid.UUID | None = None,
+) -> None:
+    """An informational event from the task's owner (``ANALYSIS_FALLBACK``, ``TECHNICAL_FAILURE``).
+
+    Nothing else changes; refused (:class:`ConflictError`) when ``owner`` no longer holds the
+    task, and (``ValueError``) for any kind that belongs to a state change.
+    """
+    if kind not in NOTE_KINDS:
+        raise ValueError(f"{kind} records a state change; write it with that change")
+    now = require_aware(now, "now")
+    async with db.write() as session:
+        task = await locked_task(session, task_id)
+        check_owner(task, owner)
+        await _event(session, task, kind, message, now=now, data=data, call_id=call_id)
 
 
 # -- helpers -------------------------------------------------------------------------------------
