@@ -561,3 +561,13 @@ def _days(seconds: float) -> str:
     if days >= 1 and days.is_integer():
         return f"{int(days)} day{'s' if days != 1 else ''}"
     return f"{seconds / 3600:g} hours"
+
+
+async def live_call_ids(db: Database) -> list[uuid.UUID]:
+    """Calls not yet ended (created, dialing or answered), oldest first: what a drain waits for."""
+    live = (CallStatus.CREATED, CallStatus.DIALING, CallStatus.ANSWERED)
+    async with db.read() as session:
+        rows = await session.scalars(
+            sa.select(Call.id).where(Call.status.in_(live)).order_by(Call.created_at)
+        )
+        return list(rows)
