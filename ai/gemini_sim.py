@@ -8,6 +8,10 @@ shape (``candidates[0].content.parts[0].text``, ``finishReason``, ``usageMetadat
 ``normal`` mode the answer is the rules analyser's verdict on the call record embedded in the
 prompt, so results mean something; other modes misbehave on purpose (slow, invalid JSON,
 HTTP 500, a refused key, a blocked answer). Errors use Google's error shape.
+
+A request declaring the chat intake's functions (``update_task_draft``, ``confirm_task``) is
+answered the way Gemini drives that dialogue, with ``functionCall`` and text parts
+(:mod:`ai.gemini_sim_intake`); the modes apply to it too.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from typing import Any, Final, Literal
 from aiohttp import web
 
 from ai.analysis import PROMPT_MARKER, CallFacts, analyse_by_rules
+from ai.gemini_sim_intake import intake_parts, intake_problems, is_intake_request
 
 __all__ = ["GeminiStandIn", "RecordedRequest", "StandInMode", "answer_for"]
 
@@ -55,6 +60,18 @@ class RecordedRequest:
         """Every text part of ``systemInstruction``, joined."""
         parts = self.body.get("systemInstruction", {}).get("parts", [])
         return "\n".join(str(p["text"]) for p in parts if "text" in p)
+
+    @property
+    def function_names(self) -> list[str]:
+        """The names of the functions the request declares (empty without tools)."""
+        tools = self.body.get("tools") or []
+        return [
+            str(d.get("name"))
+            for t in tools
+            if isinstance(t, dict)
+            for d in t.get("functionDeclarations") or []
+            if isinstance(d, dict)
+        ]
 
     @property
     def generation_config(self) -> dict[str, Any]:
@@ -208,7 +225,7 @@ class GeminiStandIn:
         if key != self._api_key or self.mode == "wrong_key":
             message = "API key not valid. Please pass a valid API key."
             return _error(400, "INVALID_ARGUMENT", message, reason="API_KEY_INVALID")
-        problems = _shape_problems(body)
+        problems = intake_problems(recorded) if is_intake_request(body) else _shape_problems(body)
         if problems:
             return _error(400, "INVALID_ARGUMENT", "; ".join(problems))
         return await self._answer(model, recorded)
@@ -224,6 +241,20 @@ class GeminiStandIn:
         prompt = _prompt_of(body)
         if self.mode == "blocked":
             return web.json_response(self._envelope(model, prompt, None, finish="SAFETY"))
+        if is_intake_request(body):
+            return self._intake_answer(model, prompt, body)
+        return self._analysis_answer(model, prompt)
+
+    def _intake_answer(self, model: str, prompt: str, body: dict[str, Any]) -> web.Response:
+        """A chat-intake turn: function calls and text, as Gemini drives that dialogue."""
+        try:
+            parts = intake_parts(body)
+        except ValueError as exc:
+            return _error(400, "INVALID_ARGUMENT", f"stand-in: cannot read the draft: {exc}")
+        return web.json_response(self._envelope(model, prompt, None, parts=parts))
+
+    def _analysis_answer(self, model: str, prompt: str) -> web.Response:
+        """A post-call analysis: the rules' verdict as schema-shaped JSON (or a canned one)."""
         if self.mode == "invalid_json":
             return web.json_response(self._envelope(model, prompt, '{"outcome": "SUCCESS", "summ'))
         if self.reply is not None:
@@ -236,13 +267,24 @@ class GeminiStandIn:
         return web.json_response(self._envelope(model, prompt, text))
 
     def _envelope(
-        self, model: str, prompt: str, text: str | None, *, finish: str = "STOP"
+        self,
+        model: str,
+        prompt: str,
+        text: str | None,
+        *,
+        parts: list[dict[str, Any]] | None = None,
+        finish: str = "STOP",
     ) -> dict[str, Any]:
         """The response body: one candidate, its finish reason, and usage counts."""
         candidate: dict[str, Any] = {"finishReason": finish, "index": 0}
+        answer = text or ""
         if text is not None:
-            candidate["content"] = {"parts": [{"text": text}], "role": "model"}
-        prompt_tokens, answer_tokens = len(prompt) // 4 + 1, len(text or "") // 4
+            parts = [{"text": text}]
+        elif parts is not None:
+            answer = json.dumps(parts)
+        if parts is not None:
+            candidate["content"] = {"parts": parts, "role": "model"}
+        prompt_tokens, answer_tokens = len(prompt) // 4 + 1, len(answer) // 4
         return {
             "candidates": [candidate],
             "usageMetadata": {
