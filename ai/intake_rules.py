@@ -224,9 +224,15 @@ def _sentence_bounds(text: str) -> list[tuple[int, int]]:
     return [(s, e) for s, e in bounds if text[s:e].strip()]
 
 
+_COURTESY: Final = re.compile(
+    r"[\s,]*\b(?:please|pls|thanks|thank\s+you)\b[\s.!]*$", re.IGNORECASE
+)  # a courtesy that closes the clause
+
+
 def _at_edge(text: str, span: TimeSpan, start: int, end: int) -> bool:
     """A time phrase set off at the start or end of a clause ("…, tomorrow at 10")."""
     before, after = text[start : span.start], text[span.end : end]
+    after = _COURTESY.sub("", after)  # "…, now please" ends the clause like "…, now"
     if not before.strip(" ,") and after.lstrip().startswith(","):
         return True
     tail = not after.strip(" .!?,")
