@@ -1,8 +1,13 @@
-"""`opendeep up`: bring the system up on this machine and keep it up until Ctrl-C.
+"""`opendeep up`: bring the whole system up on this machine and keep it up until Ctrl-C.
 
-Today it checks the settings, migrates the database, runs the first-run bootstrap, starts
-the simulated PBX when no real Asterisk is configured, says plainly which parts are
-simulated and which it does not start yet, and exits cleanly on Ctrl-C or SIGTERM.
+In order: check the settings, migrate the database, run the first-run bootstrap, start the
+simulated world for whatever is not configured (simulated PBX, Realtime stand-in), start or
+join Ray, start the PbxGateway and the Supervisor, deploy the Serve application (REST API +
+Gradio UI), and print the URL — and, on the first run only, the generated admin credentials.
+
+Ctrl-C (or SIGTERM) drains (DESIGN.md §9): the Supervisor stops claiming, live calls get
+``OPENDEEP_DRAIN_GRACE`` seconds to finish, the rest are ended politely; then Serve, the actors,
+the simulated world and Ray stop. A second Ctrl-C skips the rest of the grace period.
 """
 
 from __future__ import annotations
@@ -10,23 +15,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
+from typing import Any
 
 from db.engine import open_database
 from db.migrate import upgrade
-from db.repo.accounts import bootstrap_first_run
+from db.repo.accounts import BootstrapResult, bootstrap_first_run
+from opendeep.logging import setup_logging
 from opendeep.settings import Settings, mask_url
 
 log = logging.getLogger("opendeep.up")
 
-NOT_STARTED_YET = (
-    "Ray with the PbxGateway, Supervisor and TaskActors: tasks are stored, not yet dialled",
-    "the Realtime stand-in for live calls (run `python -m ai.sim` to try the simulated world)",
-    "the REST API, the Gradio chat, dashboard and questions box",
-)
-
-Stopper = Callable[[], Awaitable[None]]
+SPEECH_CACHE = "cache/sim-speech"  # under the var dir: rendered once per scenario line
 
 
 def describe_world(settings: Settings) -> list[str]:
@@ -36,59 +38,127 @@ def describe_world(settings: Settings) -> list[str]:
         if settings.pbx_mode == "sim"
         else f"Asterisk over AMI at {settings.ami_host}:{settings.ami_port}"
     )
-    voice = (
-        "SIMULATED voice AI (no OPENAI_API_KEY)"
-        if settings.voice_mode == "sim"
-        else f"OpenAI Realtime, model {settings.realtime_model}"
-    )
+    if settings.voice_mode == "openai":
+        voice = f"OpenAI Realtime, model {settings.realtime_model}"
+    elif settings.realtime_base_url:
+        voice = f"SIMULATED voice AI at {settings.realtime_base_url} (no OPENAI_API_KEY)"
+    else:
+        voice = "SIMULATED voice AI, the built-in Realtime stand-in (no OPENAI_API_KEY)"
     analysis = (
         "rules-based analysis and intake (no GEMINI_API_KEY)"
         if settings.analysis_mode == "rules"
         else f"Gemini, model {settings.gemini_model}"
     )
+    cluster = f"the Ray cluster at {settings.ray_address}" if settings.ray_address else "local Ray"
     return [
         f"PBX:      {pbx}",
         f"Voice:    {voice}",
         f"Analysis: {analysis}",
         f"Database: {mask_url(settings.resolved_database_url)}",
+        f"Cluster:  {cluster}, namespace '{settings.ray_namespace}'",
     ]
 
 
-async def _start_simulated_pbx(settings: Settings) -> Stopper | None:
-    """Start the in-process simulated PBX when no real Asterisk is configured."""
-    if settings.pbx_mode != "sim":
-        return None
-    from asterisk.sim import SimulatedPbx  # noqa: PLC0415 -- only the simulated world needs it
-
-    pbx = SimulatedPbx(
-        host=settings.ami_host,
-        port=settings.ami_port,
-        username=settings.ami_user,
-        secret=settings.ami_secret.get_secret_value(),
-    )
-    await pbx.start()
-    return pbx.stop
-
-
-async def run_up(settings: Settings, *, stop: asyncio.Event | None = None) -> int:
-    """Bring the system up; return the process exit code once stopped."""
-    stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
-
-    print("OpenDeep is starting:", flush=True)
-    for line in describe_world(settings):
-        print(f"  {line}", flush=True)
+async def _prepare_database(settings: Settings) -> BootstrapResult:
     url = settings.resolved_database_url
     await upgrade(url)
     print("  Database migrated to the latest schema.", flush=True)
     db = open_database(url)
     try:
-        boot = await bootstrap_first_run(db, settings)
+        return await bootstrap_first_run(db, settings)
     finally:
         await db.close()
+
+
+async def _start_world(settings: Settings, stack: contextlib.AsyncExitStack) -> Settings:
+    """Start the stand-ins for what is not configured; the settings that point at them."""
+    pbx_sim = settings.pbx_mode == "sim"
+    voice_sim = settings.voice_mode == "sim" and not settings.realtime_base_url
+    if not (pbx_sim or voice_sim):
+        return settings
+    from ai.sim.server import RealtimeStandIn  # noqa: PLC0415 -- only the simulated world
+    from ai.sim.world import SimulatedWorld  # noqa: PLC0415
+    from asterisk.sim import SimulatedPbx  # noqa: PLC0415
+    from asterisk.sim.scenarios import load_world  # noqa: PLC0415
+
+    cache = settings.var_dir / SPEECH_CACHE
+    secret = settings.ami_secret.get_secret_value()
+    part: Any
+    if pbx_sim and voice_sim:
+        part = SimulatedWorld(
+            host=settings.ami_host,
+            ami_port=settings.ami_port,
+            username=settings.ami_user,
+            secret=secret,
+            speech_cache=cache,
+        )
+    elif pbx_sim:
+        part = SimulatedPbx(
+            host=settings.ami_host,
+            port=settings.ami_port,
+            username=settings.ami_user,
+            secret=secret,
+            speech_cache=cache,
+        )
+    else:  # a real Asterisk with the simulated voice AI: the generic scripted agent
+        part = RealtimeStandIn(host="127.0.0.1", world=load_world(None), speech_cache=cache)
+    await part.start()
+    stack.push_async_callback(part.stop)
+    if not voice_sim:
+        return settings
+    url = part.realtime_url if pbx_sim else part.url
+    print(f"  SIMULATED voice AI: the Realtime stand-in listens at {url}", flush=True)
+    return settings.model_copy(update={"realtime_base_url": url})
+
+
+def _start_ray(settings: Settings) -> None:
+    import ray  # noqa: PLC0415 -- `opendeep --help` stays fast
+
+    if settings.ray_address:
+        ray.init(address=settings.ray_address, namespace=settings.ray_namespace)
+        print(f"  Ray: joined the cluster at {settings.ray_address}.", flush=True)
+        return
+    # Ray starts at most as many worker processes at once as there are CPUs; a burst of
+    # due tasks needs two new actors per call, so let a few more start together.
+    os.environ.setdefault("RAY_worker_maximum_startup_concurrency", "4")
+    # With the simulated PBX the whole world is on this machine's loopback.
+    node_ip = "127.0.0.1" if settings.pbx_mode == "sim" else None
+    ray.init(
+        address="local",
+        namespace=settings.ray_namespace,
+        resources={"call_slot": settings.call_slots},
+        include_dashboard=False,
+        _node_ip_address=node_ip,
+    )
+    print(f"  Ray: started locally with {settings.call_slots} call slots.", flush=True)
+
+
+def _start_serve(settings: Settings) -> str:
+    """Deploy the Serve application (blocking: run it in a thread); its URL."""
+    from ray import serve  # noqa: PLC0415
+
+    from serve_app.deployment import APP_NAME, build_app  # noqa: PLC0415
+
+    serve.start(http_options={"host": settings.http_host, "port": settings.http_port})
+    serve.run(build_app(settings), name=APP_NAME, route_prefix="/", blocking=False)
+    wildcard = {"0.0.0.0", "::"}  # noqa: S104 -- comparing, not binding: print a reachable URL
+    host = "127.0.0.1" if settings.http_host in wildcard else settings.http_host
+    return f"http://{host}:{settings.http_port}/"
+
+
+def _stop_serve(settings: Settings) -> None:
+    from ray import serve  # noqa: PLC0415
+
+    from serve_app.deployment import APP_NAME  # noqa: PLC0415
+
+    if settings.ray_address:
+        serve.delete(APP_NAME)  # a shared cluster keeps its Serve for other applications
+    else:
+        serve.shutdown()  # type: ignore[no-untyped-call]  # Ray ships it unannotated
+
+
+def _print_ready(url: str, boot: BootstrapResult) -> None:
+    print(f"OpenDeep is up: open {url}  (API docs: {url}api/docs)", flush=True)
     if boot.password:
         print(
             f"  First run: created tenant '{boot.tenant_name}' and admin user "
@@ -96,18 +166,59 @@ async def run_up(settings: Settings, *, stop: asyncio.Event | None = None) -> in
             "  (printed once, here only — store it now)",
             flush=True,
         )
-    stoppers: list[Stopper] = []
-    if (stop_pbx := await _start_simulated_pbx(settings)) is not None:
-        stoppers.append(stop_pbx)
-    print("  Not started by `opendeep up` yet (coming in the next releases):", flush=True)
-    for part in NOT_STARTED_YET:
-        print(f"    - {part}", flush=True)
-    print("OpenDeep is up. Press Ctrl-C to stop.", flush=True)
-    try:
+    print("Press Ctrl-C to stop (it lets live calls finish first).", flush=True)
+
+
+def _signals(stop: asyncio.Event, hurry: asyncio.Event) -> None:
+    """First Ctrl-C: drain and stop. Second: skip the rest of the drain's grace period."""
+    loop = asyncio.get_running_loop()
+
+    def on_signal() -> None:
+        if stop.is_set():
+            hurry.set()
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, on_signal)
+
+
+async def run_up(
+    settings: Settings,
+    *,
+    stop: asyncio.Event | None = None,
+    on_ready: Callable[[str], None] | None = None,
+) -> int:
+    """Bring the system up; return the process exit code once stopped."""
+    setup_logging(settings.log_level)
+    stop, hurry = stop or asyncio.Event(), asyncio.Event()
+    _signals(stop, hurry)
+    print("OpenDeep is starting:", flush=True)
+    for line in describe_world(settings):
+        print(f"  {line}", flush=True)
+    boot = await _prepare_database(settings)
+    import ray  # noqa: PLC0415
+
+    from serve_app.system import drain, start_system_actors, stop_system_actors  # noqa: PLC0415
+
+    async with contextlib.AsyncExitStack() as stack:
+        _start_ray(settings)  # blocks a few seconds; nothing else runs yet
+        stack.callback(ray.shutdown)
+        settings = await _start_world(settings, stack)
+        actors = await start_system_actors(settings)
+        print("  PbxGateway and Supervisor running.", flush=True)
+        stack.push_async_callback(stop_system_actors, actors)
+        url = await asyncio.to_thread(_start_serve, settings)
+        stack.push_async_callback(asyncio.to_thread, _stop_serve, settings)
+        _print_ready(url, boot)
+        if on_ready is not None:
+            on_ready(url)
         await stop.wait()
-    finally:
-        print("Stopping OpenDeep…", flush=True)
-        for stopper in reversed(stoppers):
-            await stopper()
-        print("Stopped.", flush=True)
+        print("Stopping OpenDeep: no new calls are started.", flush=True)
+        db = open_database(settings.resolved_database_url, pool_size=1)
+        try:
+            await drain(actors, db, settings.drain_grace, hurry=hurry)
+        finally:
+            await db.close()
+    print("Stopped.", flush=True)
     return 0

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import signal
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.integration._cli import OPENDEEP, cli_env, run
+from tests.integration._cli import cli_env, run
 
 pytestmark = pytest.mark.integration
 
@@ -17,40 +14,6 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
     return cli_env(tmp_path)
-
-
-def _up_until_ready(env: dict[str, str]) -> tuple[int, str]:
-    proc = subprocess.Popen(
-        [*OPENDEEP, "up"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    assert proc.stdout is not None
-    lines = []
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        lines.append(line)
-        if "Press Ctrl-C to stop" in line:
-            proc.send_signal(signal.SIGINT)
-            break
-    rest, _ = proc.communicate(timeout=60)
-    return proc.returncode, "".join(lines) + rest
-
-
-def test_up_migrates_bootstraps_prints_password_once_and_stops_on_ctrl_c(
-    env: dict[str, str],
-) -> None:
-    code, out = _up_until_ready(env)
-    assert code == 0, out
-    assert "SIMULATED PBX" in out and "Stopped." in out
-    assert "Not started by `opendeep up` yet" in out
-    assert "admin user 'admin' with password:" in out
-    assert Path(env["OPENDEEP_VAR_DIR"], "opendeep.db").exists()
-
-    code, again = _up_until_ready(env)
-    assert code == 0, again
-    assert "password" not in again
 
 
 def test_admin_commands_create_tenant_user_and_key(env: dict[str, str]) -> None:
