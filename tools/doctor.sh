@@ -13,5 +13,9 @@ if ! have espeak-ng; then
   echo "doctor: espeak-ng not found (Debian: apt-get install espeak-ng) — simulated callees use a synthetic voice instead" >&2
   missing=1
 fi
+if ! have chromium; then
+  echo "doctor: chromium not found (Debian: apt-get install chromium) — the browser tests of the UI will skip" >&2
+  missing=1
+fi
 [ "$missing" = 0 ] && echo "doctor: all optional tools present" >&2
 exit 0
