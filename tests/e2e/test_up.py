@@ -46,6 +46,21 @@ def _status(body: dict[str, Any]) -> str:
     return status
 
 
+def _chat_reply_pieces(up: UpProcess, message: str) -> list[str]:
+    """The assistant's reply to ``message`` as it grew, read through the Serve proxy."""
+    from gradio_client import Client  # noqa: PLC0415 -- only this test speaks Gradio's protocol
+
+    client = Client(up.url, auth=(up.username, up.password), verbose=False)
+    job = client.submit(message, "UTC", api_name="/chat_send")
+    job.result(timeout=30)
+    pieces = []
+    for output in job.outputs():
+        chat = output[0] if isinstance(output[0], list) else []
+        if chat and chat[-1]["role"] == "assistant":
+            pieces.append("".join(part["text"] for part in chat[-1]["content"]))
+    return list(dict.fromkeys(pieces))
+
+
 def test_up_serves_the_product_runs_a_task_and_drains_on_ctrl_c(tmp_path: Path) -> None:
     up = UpProcess.start(tmp_path)
     try:
@@ -57,6 +72,9 @@ def test_up_serves_the_product_runs_a_task_and_drains_on_ctrl_c(tmp_path: Path) 
         ) as client:
             assert client.get("healthz").json()["status"] == "ok"
             assert client.get("/", headers={"Authorization": ""}).status_code == 200
+            pieces = _chat_reply_pieces(up, "Call +1 415 555 0100 to move my appointment")
+            growing = [p for p in pieces if p and pieces[-1].startswith(p.rstrip("…"))]
+            assert len(growing) >= 3, pieces  # streamed through Serve's proxy, not buffered
             made = client.post(
                 "api/tasks",
                 json={"to": DENTIST, "objective": "Move the dental appointment to next week."},
