@@ -156,8 +156,8 @@ def build_ui(
         with gr.Tabs(elem_id="od-tabs"):
             with gr.Tab("New task", id="new", elem_id="od-tab-new"):
                 Chat(services, login, intake).build(zone)
-            with gr.Tab("Dashboard", id="dashboard", elem_id="od-tab-dashboard"):
-                Dashboard(services, login).build(zone)
+            with gr.Tab("Dashboard", id="dashboard", elem_id="od-tab-dashboard") as dashboard:
+                Dashboard(services, login).build(zone, dashboard)
             with gr.Tab("Questions", id="questions", elem_id="od-tab-questions"):
                 Questions(services, login).build(zone, alert, questions_timer)
         demo.load(None, None, zone, js=ZONE_JS)

@@ -20,13 +20,10 @@ from typing import Any, Final
 from zoneinfo import ZoneInfo
 
 import gradio as gr
-import sqlalchemy as sa
 
-from db.engine import Database
-from db.models import Call, Task, TaskEvent
 from db.repo import tasks
 from db.repo._core import NotFoundError, RepoError
-from db.repo.snapshots import LIVE_CALL_STATUSES
+from db.repo.board import LiveMark, change_marks, live_calls
 from db.repo.views import CallView, TaskDetail
 from db.states import TERMINAL_TASK_STATUSES, TaskStatus
 from gradio_ui import render
@@ -36,62 +33,11 @@ from serve_app.services import Services
 log = logging.getLogger(__name__)
 
 LIST_LIMIT: Final = 100
-LIVE_LIMIT: Final = 20
 REFRESH_SECONDS: Final = 1.0
 ALL: Final = "ALL"
 STATUS_CHOICES: Final = [("All statuses", ALL)] + [
     (render.STATUS_LABELS[s], s.value) for s in TaskStatus
 ]
-
-LiveMark = tuple[tuple[str, str, int], ...]
-"""(call id, status, last applied message seq) of each live call."""
-
-
-# -- reads the repository does not offer yet (asked the lead to move them into db/repo) ---------
-
-
-def _latest_event_query(tenant_id: uuid.UUID) -> sa.Select[int]:
-    return sa.select(sa.func.max(TaskEvent.id)).where(TaskEvent.tenant_id == tenant_id)
-
-
-async def latest_event_id(db: Database, tenant_id: uuid.UUID) -> int:
-    """The id of the tenant's newest task event (0 when none); index ``tenant_id, id``."""
-    async with db.read() as session:
-        return int(await session.scalar(_latest_event_query(tenant_id)) or 0)
-
-
-async def change_marks(db: Database, tenant_id: uuid.UUID) -> tuple[int, LiveMark]:
-    """The tenant's newest event id, and what changes when one of its live calls progresses
-    (status and ``last_seq``): the dashboard's whole per-tick cost, in one read."""
-    async with db.read() as session:
-        last_event = int(await session.scalar(_latest_event_query(tenant_id)) or 0)
-        rows = await session.execute(
-            sa.select(Call.id, Call.status, Call.last_seq)
-            .where(Call.tenant_id == tenant_id, Call.status.in_(LIVE_CALL_STATUSES))
-            .order_by(Call.created_at, Call.id)
-            .limit(LIVE_LIMIT)
-        )
-        return last_event, tuple((str(i), str(s), int(n)) for i, s, n in rows)
-
-
-async def live_calls(db: Database, tenant_id: uuid.UUID) -> list[render.LiveCall]:
-    """The tenant's calls in progress with their transcripts so far, oldest first."""
-    async with db.read() as session:
-        rows = await session.execute(
-            sa.select(Call, Task.title, Task.phone)
-            .join(Task, Task.id == Call.task_id)
-            .where(
-                Call.tenant_id == tenant_id,
-                Task.tenant_id == tenant_id,
-                Call.status.in_(LIVE_CALL_STATUSES),
-            )
-            .order_by(Call.created_at, Call.id)
-            .limit(LIVE_LIMIT)
-        )
-        return [
-            render.LiveCall(CallView.of(call), call.task_id, title, phone)
-            for call, title, phone in rows
-        ]
 
 
 # -- what a tick compares ---------------------------------------------------------------------
@@ -256,13 +202,15 @@ class Dashboard:
         self._services = services
         self._login = login
 
-    def build(self, zone: gr.Textbox) -> DashboardView:
-        """Lay the tab out inside the current ``gr.Tab`` and wire its events."""
+    def build(self, zone: gr.Textbox, tab: gr.Tab) -> DashboardView:
+        """Lay the tab out inside ``tab`` (the current ``gr.Tab``) and wire its events."""
         view = _layout()
         inputs = [view.status, view.selector, zone, view.mark]
         quiet: dict[str, Any] = {"show_progress": "hidden", "api_visibility": "private"}
         timer = gr.Timer(REFRESH_SECONDS)
         timer.tick(self.refresh, inputs, view.outputs(), api_name="dashboard_refresh")
+        # Gradio mounts a tab's parts only when it is opened: fill them at once, not a tick later.
+        tab.select(self.refresh, inputs, view.outputs(), **quiet)
         view.status.change(self.refresh, inputs, view.outputs(), **quiet)
         view.selector.change(self.refresh, inputs, view.outputs(), **quiet)
         view.cancel.click(

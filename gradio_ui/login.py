@@ -24,10 +24,8 @@ from dataclasses import dataclass
 from typing import Final
 
 import gradio as gr
-import sqlalchemy as sa
 
 from db.engine import Database
-from db.models import User
 from db.repo import accounts
 from db.repo._core import InvalidInputError, NotFoundError
 from db.repo.accounts import UserView
@@ -52,21 +50,6 @@ class Account:
     def actor(self) -> str:
         """How the audit trail names this user's intents (``ui:<username>``)."""
         return f"{ACTOR_PREFIX}{self.username}"
-
-
-async def user_by_username(db: Database, username: str) -> UserView | None:
-    """The user with this (case-insensitive) username, else ``None``.
-
-    The repository has no such lookup yet (asked the lead for
-    ``accounts.get_user_by_username``); this follows its session pattern meanwhile.
-    """
-    try:
-        name = accounts.normalize_username(username)
-    except InvalidInputError:
-        return None
-    async with db.read() as session:
-        row = await session.scalar(sa.select(User).where(User.username == name))
-        return UserView.of(row) if row is not None else None
 
 
 class Login:
@@ -111,7 +94,7 @@ class Login:
         if cached is not None and cached[1] > self._clock():
             return cached[0]
         self._cache.pop(key, None)
-        user = await user_by_username(self._db, key)
+        user = await accounts.get_user_by_username(self._db, key)
         if user is None:
             return None
         account = await self._account_of(user)

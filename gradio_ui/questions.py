@@ -17,17 +17,16 @@ from typing import Any, Final
 from zoneinfo import ZoneInfo
 
 import gradio as gr
-import sqlalchemy as sa
 
-from db.engine import Database
-from db.models import Task
 from db.repo import hitl
 from db.repo._core import NotFoundError, RepoError
+from db.repo.board import task_states
+from db.repo.feed import latest_event_id
 from db.repo.views import QuestionView
 from db.shapes import utcnow
 from db.states import TERMINAL_TASK_STATUSES, HitlStatus, TaskStatus
 from gradio_ui import render
-from gradio_ui.dashboard import latest_event_id, parse_id
+from gradio_ui.dashboard import parse_id
 from gradio_ui.login import Login
 from serve_app.services import Services
 
@@ -52,22 +51,6 @@ setInterval(tick, 250);
 
 QuestionsMark = tuple[tuple[str, ...], int, str]
 """(open question ids, the tenant's newest event id, the user's zone) a page rendered from."""
-
-
-async def task_states(
-    db: Database, tenant_id: uuid.UUID, task_ids: set[uuid.UUID]
-) -> dict[uuid.UUID, tuple[TaskStatus, dt.datetime | None]]:
-    """Status and next action time of some of the tenant's tasks (asked the lead for a repo
-    function; this follows the repository's session pattern meanwhile)."""
-    if not task_ids:
-        return {}
-    async with db.read() as session:
-        rows = await session.execute(
-            sa.select(Task.id, Task.status, Task.next_action_time).where(
-                Task.tenant_id == tenant_id, Task.id.in_(task_ids)
-            )
-        )
-        return {i: (s, n) for i, s, n in rows}
 
 
 def question_fate(

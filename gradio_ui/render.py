@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from db.repo._shared import pretty_phone
+from db.repo.board import LiveCallView
 from db.repo.hitl import AnswerResult
 from db.repo.views import CallView, EventView, QuestionView, TaskSummary, TaskView
 from db.shapes import CallFigures, Percentiles, Speaker, ToolCallRecord, TranscriptTurn
@@ -322,14 +323,8 @@ def events_html(events: Sequence[EventView], tz: zoneinfo.ZoneInfo) -> str:
 # -- live calls ---------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class LiveCall:
-    """A call in progress with its task's title and number, for the live panel."""
-
-    call: CallView
-    task_id: uuid.UUID
-    task_title: str
-    phone: str
+LiveCall = LiveCallView
+"""A call in progress with its task's title and number, for the live panel."""
 
 
 def live_calls_html(live: Sequence[LiveCall], tz: zoneinfo.ZoneInfo) -> str:

@@ -345,6 +345,17 @@ async def authenticate_user(db: Database, username: str, password: str) -> UserV
 # -- API keys -------------------------------------------------------------------------------
 
 
+async def get_user_by_username(db: Database, username: str) -> UserView | None:
+    """The user with this (case-insensitive) username, else ``None`` (also for a malformed one)."""
+    try:
+        name = normalize_username(username)
+    except InvalidInputError:
+        return None
+    async with db.read() as session:
+        row = await session.scalar(sa.select(User).where(User.username == name))
+        return UserView.of(row) if row is not None else None
+
+
 async def create_api_key(
     db: Database, *, tenant_id: uuid.UUID, name: str, user_id: uuid.UUID | None = None
 ) -> tuple[str, ApiKeyView]:

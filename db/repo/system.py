@@ -565,9 +565,8 @@ def _days(seconds: float) -> str:
 
 async def live_call_ids(db: Database) -> list[uuid.UUID]:
     """Calls not yet ended (created, dialing or answered), oldest first: what a drain waits for."""
-    live = (CallStatus.CREATED, CallStatus.DIALING, CallStatus.ANSWERED)
     async with db.read() as session:
         rows = await session.scalars(
-            sa.select(Call.id).where(Call.status.in_(live)).order_by(Call.created_at)
+            sa.select(Call.id).where(Call.status.in_(LIVE_CALL_STATUSES)).order_by(Call.created_at)
         )
         return list(rows)

@@ -149,6 +149,10 @@ async def test_users_log_in_with_their_password_only(database: Database) -> None
     async with database.read() as session:
         stored = await session.scalar(sa.select(User.password_hash))
     assert stored is not None and "correct horse" not in stored
+    found = await accounts.get_user_by_username(database, " Alice")
+    assert found is not None and found.id == user.id
+    assert await accounts.get_user_by_username(database, "bob") is None
+    assert await accounts.get_user_by_username(database, "x" * 10_000) is None
 
 
 async def test_duplicate_usernames_empty_passwords_and_unknown_tenants_are_refused(
