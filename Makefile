@@ -22,6 +22,8 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/claim.py
 	$(BIN)/python bench/audio_pacing.py
+	$(BIN)/python bench/api_list.py
+	$(BIN)/python bench/ui.py
 
 # Install (again) whenever pyproject.toml changes.
 $(STAMP): pyproject.toml
