@@ -311,7 +311,7 @@ class Analyser:
         except TimeoutError:
             return f"Gemini timed out after {timeout:g} s"
         except errors.APIError as exc:
-            return _api_error_reason(exc)
+            return gemini_error_reason(exc)
         except _InvalidAnswerError as exc:
             return str(exc)
         # Any other SDK or transport failure (aiohttp, httpx, OSError…) must still yield the
@@ -385,7 +385,7 @@ class Analyser:
             await client.aio.aclose()
 
 
-def _api_error_reason(exc: Any) -> str:
+def gemini_error_reason(exc: Any) -> str:
     """A short reason for an HTTP error from Gemini (its messages never carry the key)."""
     code = " ".join(str(part) for part in (exc.code, exc.status) if part)
     if "API_KEY_INVALID" in str(exc.details) or exc.code == 401:

@@ -208,9 +208,10 @@ def _normalise(text: str) -> str:
     return " ".join(out.split())
 
 
-def _dateparse(
+def dateparse(
     phrase: str, zone: str, local_now: dt.datetime, languages: Sequence[str]
 ) -> dt.datetime | None:
+    """``phrase`` read by dateparser in ``zone``, relative to ``local_now``, future first."""
     import dateparser  # noqa: PLC0415 -- lazy: ~10 MB, needed only when a time is read
 
     settings: Any = {
@@ -247,10 +248,10 @@ def _parse(
     phrase = _normalise(text)
     today = _today_if_named(phrase, local_now)
     if today != phrase:
-        found = _dateparse(today, tz.key, local_now, languages)
+        found = dateparse(today, tz.key, local_now, languages)
         if found is not None and found > now:
             return found.astimezone(dt.UTC)
-    found = _dateparse(phrase, tz.key, local_now, languages)
+    found = dateparse(phrase, tz.key, local_now, languages)
     return found.astimezone(dt.UTC) if found is not None else None
 
 

@@ -288,15 +288,9 @@ def _parse_iso(text: str, zone: ZoneInfo) -> dt.datetime | None:
 def _parse_phrase(
     text: str, zone_name: str, local_now: dt.datetime, languages: Sequence[str]
 ) -> dt.datetime | None:
-    import dateparser  # noqa: PLC0415 -- lazy: ~10 MB and only a rescheduling call needs it
+    from ai.intake_time import dateparse  # noqa: PLC0415 -- dateparser is lazy there
 
-    settings: Any = {
-        "PREFER_DATES_FROM": "future",
-        "TIMEZONE": zone_name,
-        "RETURN_AS_TIMEZONE_AWARE": True,
-        "RELATIVE_BASE": local_now.replace(tzinfo=None),
-    }
-    return dateparser.parse(_normalise_phrase(text), languages=list(languages), settings=settings)
+    return dateparse(_normalise_phrase(text), zone_name, local_now, languages)
 
 
 def parse_when(

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from ai.analysis import gemini_error_reason
 from ai.intake_rules import (
     CONFIRM_QUESTION,
     CONFIRM_TASK,
@@ -305,12 +306,6 @@ def _nothing_to_understand(draft: Draft, message: str) -> bool:
     return intent == "reset" or (intent == "no" and draft.awaiting == "confirm")
 
 
-def _api_error_reason(exc: Any) -> str:
-    code = " ".join(str(part) for part in (exc.code, exc.status) if part)
-    message = " ".join(str(exc.message or "").split())[:120]
-    return f"Gemini answered HTTP {code}: {message}" if message else f"Gemini answered HTTP {code}"
-
-
 class GeminiIntake:
     """The chat intake with Gemini driving the dialogue; the rules answer when it fails."""
 
@@ -367,7 +362,7 @@ class GeminiIntake:
         except TimeoutError:
             return f"Gemini timed out after {timeout:g} s"
         except errors.APIError as exc:
-            return _api_error_reason(exc)
+            return gemini_error_reason(exc)
         except _BadAnswerError as exc:
             return str(exc)
         # Any other SDK or transport failure (aiohttp, httpx, OSError…) must still get the
