@@ -139,7 +139,13 @@ def _start_serve(settings: Settings) -> str:
 
     from serve_app.deployment import APP_NAME, build_app  # noqa: PLC0415
 
-    serve.start(http_options={"host": settings.http_host, "port": settings.http_port})
+    # Serve's own INFO lines (every route, every replica step) would bury the URL and the
+    # first-run password on the console; they stay in Ray's log files.
+    quiet = settings.log_level.upper() != "DEBUG"
+    serve.start(
+        http_options={"host": settings.http_host, "port": settings.http_port},
+        logging_config={"log_level": "WARNING", "enable_access_log": False} if quiet else None,
+    )
     serve.run(build_app(settings), name=APP_NAME, route_prefix="/", blocking=False)
     wildcard = {"0.0.0.0", "::"}  # noqa: S104 -- comparing, not binding: print a reachable URL
     host = "127.0.0.1" if settings.http_host in wildcard else settings.http_host
