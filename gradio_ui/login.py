@@ -35,6 +35,10 @@ log = logging.getLogger(__name__)
 CACHE_SECONDS: Final = 30.0
 """How long a username → tenant lookup is trusted (a deleted user loses access within it)."""
 ACTOR_PREFIX: Final = "ui:"
+MAX_FAILURES: Final = 5
+"""Wrong passwords for one username within ``FAILURE_WINDOW`` before it is locked out."""
+FAILURE_WINDOW: Final = 300.0
+"""Seconds failures are remembered, and how long a locked-out username waits."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,20 +70,41 @@ class Login:
         self._ttl = cache_seconds
         self._clock = clock
         self._cache: dict[str, tuple[Account, float]] = {}
+        self._failures: dict[str, list[float]] = {}
 
     async def check(self, username: str, password: str) -> bool:
-        """Gradio's ``auth``: whether this username and password are a user's (scrypt off-loop)."""
+        """Gradio's ``auth``: whether this username and password are a user's (scrypt off-loop).
+
+        After ``MAX_FAILURES`` wrong passwords for one username within ``FAILURE_WINDOW`` s,
+        that username is refused without a password check until the window has passed, so a
+        guesser neither gets further nor makes the server burn scrypt time.
+        """
+        key = " ".join(username.split()).lower()
+        if self._locked(key):
+            log.warning("UI login refused: too many failures for one username; waiting")
+            return False
         user = await accounts.authenticate_user(self._db, username, password)
         if user is None:
             # The name is not logged: people type passwords into the username box.
             log.info("UI login refused")
+            self._failures.setdefault(key, []).append(self._clock())
             return False
+        self._failures.pop(key, None)
         account = await self._account_of(user)
         if account is None:
             return False
         self._remember(account)
         log.info("UI login: %s", account.username)
         return True
+
+    def _locked(self, key: str) -> bool:
+        since = self._clock() - FAILURE_WINDOW
+        recent = [t for t in self._failures.get(key, ()) if t > since]
+        if recent:
+            self._failures[key] = recent
+        else:
+            self._failures.pop(key, None)
+        return len(recent) >= MAX_FAILURES
 
     async def account(self, request: gr.Request | None) -> Account | None:
         """The account of the request's logged-in user, or ``None`` when there is none."""

@@ -538,3 +538,21 @@ async def test_a_requests_username_maps_to_its_tenant_briefly_cached(database: D
     assert await login.account(gr.Request(username="carol")) == account  # still cached
     now[0] = 31.0
     assert await login.account(gr.Request(username="carol")) is None
+
+
+async def test_repeated_wrong_passwords_lock_that_username_out_for_a_while(
+    sqlite_db: Database,
+) -> None:
+    tenant = await _rows.tenant(sqlite_db, "tenant-d")
+    await accounts.create_user(sqlite_db, tenant_id=tenant.id, username="dave", password=PASSWORD)
+    await accounts.create_user(sqlite_db, tenant_id=tenant.id, username="erin", password=PASSWORD)
+    now = [0.0]
+    login = Login(sqlite_db, clock=lambda: now[0])
+    for _ in range(5):
+        assert not await login.check("dave", "guess")
+    assert not await login.check("Dave ", PASSWORD)  # locked: even the right password waits
+    assert await login.check("erin", PASSWORD)  # other usernames are not affected
+    now[0] = 301.0
+    assert await login.check("dave", PASSWORD)  # the window passed
+    assert not await login.check("dave", "guess")  # and success cleared the count
+    assert await login.check("dave", PASSWORD)
