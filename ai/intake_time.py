@@ -102,7 +102,9 @@ def find_time_spans(text: str) -> list[TimeSpan]:
     spans: list[TimeSpan] = []
     for match in _ATOM_RE.finditer(text):
         start, end = match.span()
-        if spans and _JOIN.match(text[spans[-1].end : start]):
+        # "now" never refines another phrase: "next week, now" is two phrases, not one.
+        alone = is_asap(match.group(0)) or bool(spans and is_asap(spans[-1].text))
+        if spans and not alone and _JOIN.match(text[spans[-1].end : start]):
             start = spans.pop().start
         spans.append(TimeSpan(start, end, text[start:end]))
     return spans

@@ -269,6 +269,14 @@ DIALOGUES: dict[str, Dialogue] = {
         draft={"objective": "Book a table for 4 at 8pm tonight at Luigi's", "at": None},
         ready=True,
     ),
+    "the objective's time, then now after a comma": Dialogue(
+        (
+            "Call Bright Smile Dental at +1 415 555 0100",
+            "Move my appointment to next week, now please",
+        ),
+        draft={"objective": "Move my appointment to next week", "at": None, "timing_set": True},
+        ready=True,
+    ),
     "a question then the objective": Dialogue(
         ("Can you ring my dentist on 415-555-0100 in 10 minutes? I want to move my appointment.",),
         draft={"callee_name": "dentist", "objective": "Move my appointment", "at": utc(5, 9, 22)},
