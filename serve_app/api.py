@@ -21,7 +21,6 @@ from typing import Annotated, Any, Final, Literal
 from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from starlette.concurrency import run_in_threadpool
 from starlette.routing import Match, Mount
 
 from db.repo import accounts, feed, hitl, tasks
@@ -123,10 +122,11 @@ def _authenticator(services: Services) -> Authenticate:
     return authenticate
 
 
-async def _nudge(action: Callable[[], None]) -> None:
-    """Run a nudge off the event loop (Ray's lookup blocks); a failure is logged, not raised."""
+def _nudge(action: Callable[[], None]) -> None:
+    """Nudge (it never blocks: :class:`RayNudger` looks actors up on its own thread); a failure
+    is logged, not raised."""
     try:
-        await run_in_threadpool(action)
+        action()
     except Exception:  # a nudge only cuts latency: the intent is already stored
         log.warning("nudge failed; the actors will pick the intent up by polling", exc_info=True)
 
@@ -204,7 +204,7 @@ def _task_routes(services: Services, caller: Callable[..., Awaitable[Caller]]) -
             created_by=who.user_id,
             settings=services.settings,
         )
-        await _nudge(services.nudger.wake_supervisor)
+        _nudge(services.nudger.wake_supervisor)
         return TaskOut.of(await tasks.get_task(db, who.tenant_id, view.id))
 
     @router.get("", summary="List tasks")
@@ -228,7 +228,7 @@ def _task_routes(services: Services, caller: Callable[..., Awaitable[Caller]]) -
     async def cancel_task(task_id: uuid.UUID, who: CallerDep) -> TaskOut:
         """A waiting task is cancelled at once; a call in progress ends politely first."""
         await tasks.request_cancel(db, who.tenant_id, task_id, by=who.label)
-        await _nudge(lambda: services.nudger.nudge_task(task_id))
+        _nudge(lambda: services.nudger.nudge_task(task_id))
         return TaskOut.of(await tasks.get_task(db, who.tenant_id, task_id))
 
     return router
@@ -260,9 +260,9 @@ def _question_routes(services: Services, caller: Callable[..., Awaitable[Caller]
             db, who.tenant_id, question_id, body.answer, answered_by=who.label
         )
         task_id = result.question.task_id
-        await _nudge(lambda: services.nudger.nudge_task(task_id))
+        _nudge(lambda: services.nudger.nudge_task(task_id))
         if result.late and result.task_status in CLAIMABLE_TASK_STATUSES:
-            await _nudge(services.nudger.wake_supervisor)  # the callback is due: claim it now
+            _nudge(services.nudger.wake_supervisor)  # the callback is due: claim it now
         return AnswerOut.of(result)
 
     return router

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -22,7 +23,7 @@ log = logging.getLogger(__name__)
 
 
 class Nudger(Protocol):
-    """Cuts the latency of an intent; never required for it to take effect."""
+    """Cuts the latency of an intent; never required for it to take effect, never blocking."""
 
     def wake_supervisor(self) -> None:
         """A task was created or became due: claim now instead of at the next tick."""
@@ -42,18 +43,32 @@ class NoNudger:
 
 
 class RayNudger:
-    """Nudges the named actors of one Ray namespace (in a Serve replica or `opendeep up`)."""
+    """Nudges the named actors of one Ray namespace (in a Serve replica or `opendeep up`).
+
+    Ray's actor lookup is a blocking call to the cluster's control store, so each nudge runs
+    on one background thread of its own: callers on an event loop (API and UI handlers) never
+    wait for it, and a failure is logged there, never raised into the request.
+    """
 
     def __init__(self, namespace: str) -> None:
         self.namespace = namespace
+        self._thread: ThreadPoolExecutor | None = None
 
     def _send(self, name: str, method: str) -> None:
+        if self._thread is None:
+            self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nudge")
+        self._thread.submit(self._call, name, method)
+
+    def _call(self, name: str, method: str) -> None:
         import ray  # noqa: PLC0415 -- only a front running inside Ray nudges
 
         try:
             handle = ray.get_actor(name, namespace=self.namespace)
         except ValueError:
             return  # no such actor now: the intent waits for the next tick or poll
+        except Exception:  # a nudge only cuts latency: the intent is already stored
+            log.warning("nudge of %s failed; it will poll instead", name, exc_info=True)
+            return
         getattr(handle, method).remote()  # fire and forget: the result is not awaited
 
     def wake_supervisor(self) -> None:
