@@ -79,7 +79,10 @@ class Login:
         that username is refused without a password check until the window has passed, so a
         guesser neither gets further nor makes the server burn scrypt time.
         """
-        key = " ".join(username.split()).lower()
+        try:
+            key = accounts.normalize_username(username)
+        except InvalidInputError:
+            return False  # no user can have this name: nothing to check
         if self._locked(key):
             log.warning("UI login refused: too many failures for one username; waiting")
             return False

@@ -14,6 +14,8 @@ import asyncio
 import contextlib
 import logging
 import time
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -66,13 +68,19 @@ async def start_system_actors(settings: Settings) -> SystemActors:
     return SystemActors(namespace, gateway, supervisor)
 
 
-async def _pause(hurry: asyncio.Event | None) -> None:
-    """Wait one poll interval, or less when told to hurry."""
-    if hurry is None or hurry.is_set():
-        await asyncio.sleep(CALL_POLL if hurry is None else 0.05)
-        return
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(hurry.wait(), CALL_POLL)
+async def _wait_for_calls(
+    db: Database, live: list[uuid.UUID], within: float, hurry: asyncio.Event | None
+) -> list[uuid.UUID]:
+    """Poll until no call is live, ``within`` s passed or ``hurry`` is set; the calls still live."""
+    deadline = time.monotonic() + within
+    while live and time.monotonic() < deadline and not (hurry is not None and hurry.is_set()):
+        if hurry is None:
+            await asyncio.sleep(CALL_POLL)
+        else:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(hurry.wait(), CALL_POLL)
+        live = await live_call_ids(db)
+    return live
 
 
 async def drain(
@@ -81,7 +89,7 @@ async def drain(
     grace: float,
     *,
     hurry: asyncio.Event | None = None,
-    say: Any = print,
+    say: Callable[[str], None] = print,
 ) -> None:
     """Stop claiming, let live calls finish within ``grace`` s, then end the rest politely.
 
@@ -92,10 +100,7 @@ async def drain(
     live = await live_call_ids(db)
     if live:
         say(f"Draining: waiting up to {grace:.0f} s for {len(live)} live call(s) to finish…")
-    deadline = time.monotonic() + grace
-    while live and time.monotonic() < deadline and not (hurry and hurry.is_set()):
-        await _pause(hurry)
-        live = await live_call_ids(db)
+    live = await _wait_for_calls(db, live, grace, hurry)
     if not live:
         return
     say(f"Ending {len(live)} call(s) politely…")
@@ -105,10 +110,7 @@ async def drain(
         except ValueError:
             continue  # its actor is gone: the reconcile on the next start closes the row
         handle.cancel.remote(SHUTDOWN_REASON)
-    deadline = time.monotonic() + GOODBYE_GRACE
-    while live and time.monotonic() < deadline:
-        await asyncio.sleep(CALL_POLL)
-        live = await live_call_ids(db)
+    live = await _wait_for_calls(db, live, GOODBYE_GRACE, None)
     if live:
         say(f"{len(live)} call(s) did not end in time; the next start reconciles them.")
 

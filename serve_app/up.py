@@ -185,6 +185,8 @@ def _signals(stop: asyncio.Event, hurry: asyncio.Event) -> None:
         stop.set()
 
     for sig in (signal.SIGINT, signal.SIGTERM):
+        # NotImplementedError: no signal handlers on this platform's loop; RuntimeError: not
+        # the main thread (run_up driven by a test). Then only ``stop`` stops it.
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, on_signal)
 
