@@ -18,58 +18,27 @@ import argparse
 import asyncio
 import datetime as dt
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
-from typing import Any
 
 import httpx
 import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench._rows import free_port, task_row
 from db.engine import Database, open_database
 from db.migrate import upgrade
 from db.models import Task
 from db.repo import accounts
-from db.states import TaskStatus
 from opendeep.settings import Settings
 
 CHUNK = 5_000
 WARMUP = 20
-STATUSES = list(TaskStatus)
-
-
-def _task_row(i: int, tenant_id: uuid.UUID, now: dt.datetime) -> dict[str, Any]:
-    created = now - dt.timedelta(minutes=i)
-    return {
-        "id": uuid.uuid4(),
-        "tenant_id": tenant_id,
-        "title": f"Bench task {i}",
-        "objective": "Ask when the order ships",
-        "context": "",
-        "phone": f"+1415{i % 10_000_000:07d}",
-        "language": "en",
-        "timezone": None,
-        "window_start": dt.time(9),
-        "window_end": dt.time(20),
-        "window_days": [0, 1, 2, 3, 4],
-        "retry_backoff": [300.0, 1800.0, 7200.0],
-        "status": STATUSES[i % len(STATUSES)],
-        "max_attempts": 3,
-        "current_attempt_count": 0,
-        "total_calls": 0,
-        "next_action_time": created,
-        "collected_info": [],
-        "created_at": created,
-        "updated_at": created,
-        "version": 1,
-    }
 
 
 async def seed(url: str, count: int) -> str:
@@ -82,7 +51,7 @@ async def seed(url: str, count: int) -> str:
         key, _ = await accounts.create_api_key(db, tenant_id=tenant.id, name="bench")
         now = dt.datetime.now(dt.UTC)
         for start in range(0, count, CHUNK):
-            rows = [_task_row(i, tenant.id, now) for i in range(start, min(start + CHUNK, count))]
+            rows = [task_row(i, tenant.id, now) for i in range(start, min(start + CHUNK, count))]
             async with db.write() as session:
                 await session.execute(sa.insert(Task), rows)
         await _analyze(db)
@@ -107,13 +76,6 @@ def serve(url: str, port: int) -> None:
     settings = Settings(_env_file=None)
     app = build_api(Services(db=open_database(url), settings=settings, nudger=NoNudger()))
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 async def _wait_ready(client: httpx.AsyncClient) -> None:
@@ -168,7 +130,7 @@ async def _time_all(backend: str, port: int, key: str, tasks: int, requests: int
 def measure(backend: str, url: str, tasks: int, requests: int) -> None:
     """Seed, start the server process, time, print."""
     key = asyncio.run(seed(url, tasks))
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     server = subprocess.Popen(
         [sys.executable, __file__, "--serve", url, "--port", str(port)], env=env

@@ -31,7 +31,6 @@ import os
 import random
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -48,6 +47,7 @@ import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench._rows import STATUSES, free_port, task_row
 from db.engine import Database, open_database
 from db.migrate import upgrade
 from db.models import Call, HitlRequest, Task
@@ -71,7 +71,6 @@ CHROMIUM_ARGS = [
 USERNAME = "bench"
 PASSWORD = "correct horse battery staple"  # a throw-away user of a temporary database
 LIST_LIMIT = 100  # the Dashboard shows the newest 100 tasks (gradio_ui.dashboard.LIST_LIMIT)
-STATUSES = list(TaskStatus)
 WAIT_MS = 60_000
 
 WATCH_JS = """
@@ -142,40 +141,13 @@ class Seeded:
     call_id: uuid.UUID
 
 
-def _task_row(i: int, tenant_id: uuid.UUID, now: dt.datetime) -> dict[str, Any]:
-    created = now - dt.timedelta(minutes=i)
-    return {
-        "id": uuid.uuid4(),
-        "tenant_id": tenant_id,
-        "title": f"Bench task {i}",
-        "objective": "Ask when the order ships",
-        "context": "",
-        "phone": f"+1415{i % 10_000_000:07d}",
-        "language": "en",
-        "timezone": None,
-        "window_start": dt.time.min,
-        "window_end": dt.time.max,
-        "window_days": list(range(7)),
-        "retry_backoff": [300.0, 1800.0, 7200.0],
-        "status": STATUSES[i % len(STATUSES)],
-        "max_attempts": 3,
-        "current_attempt_count": 0,
-        "total_calls": 0,
-        "next_action_time": created,
-        "collected_info": [],
-        "created_at": created,
-        "updated_at": created,
-        "version": 1,
-    }
-
-
 async def seed(db: Database, url: str, count: int) -> Seeded:
     """Migrate; a tenant, its user, ``count`` tasks and one answered call of an IN_PROGRESS one."""
     await upgrade(url)
     tenant = await accounts.create_tenant(db, name="bench", settings=Settings(_env_file=None))
     await accounts.create_user(db, tenant_id=tenant.id, username=USERNAME, password=PASSWORD)
     now = dt.datetime.now(dt.UTC)
-    rows = [_task_row(i, tenant.id, now) for i in range(count)]
+    rows = [task_row(i, tenant.id, now, always_open=True) for i in range(count)]
     live = next(r for r in rows if r["status"] is TaskStatus.IN_PROGRESS)
     call = Call(
         id=uuid.uuid4(),
@@ -271,13 +243,6 @@ async def _serve(app: Any, port: int) -> None:
         await server.serve()
     finally:
         releaser.cancel()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _wait_ready(url: str, server: subprocess.Popen[bytes]) -> None:
@@ -490,7 +455,7 @@ def run(args: argparse.Namespace, tmp: str) -> None:
     server: subprocess.Popen[bytes] | None = None
     try:
         seeded = loop.run(seed(db, url, args.tasks))
-        port = _free_port()
+        port = free_port()
         env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
         command = [sys.executable, __file__, "--serve", url, "--port", str(port), "--var-dir", tmp]
         server = subprocess.Popen(command, env=env)
