@@ -40,6 +40,17 @@ GREETING: Final = (
     "Hi! Who should I call, and what should I get done? For example: *call Dr Smith at "
     "+1 415 555 0100 tomorrow at 10am to move my appointment to next week*."
 )
+LOCK_INPUT: Final = """(text) => (text || "").trim()
+    ? [{__type__: "update", value: "", interactive: false},
+       {__type__: "update", interactive: false}, text]
+    : [{__type__: "update"}, {__type__: "update"}, ""]"""
+"""Browser side of a send: empty and lock the input, hand its text to the reply."""
+UNLOCK_INPUT: Final = """() => [{__type__: "update", interactive: true},
+    {__type__: "update", interactive: true}]"""
+"""Browser side of a finished reply: the input takes the next message."""
+GIVE_BACK_INPUT: Final = """(text) => [{__type__: "update", value: text, interactive: true},
+    {__type__: "update", interactive: true}]"""
+"""Browser side of a failed turn: the message is back in the box, to send again."""
 THINKING: Final = "…"
 """Shown while the intake thinks (Gemini may take a second or two)."""
 
@@ -119,15 +130,32 @@ class Chat:
                 elem_id="od-chat-input",
             )
             send = gr.Button("Send", variant="primary", scale=1, elem_id="od-chat-send")
+        pending = gr.Textbox(visible=False, elem_id="od-chat-pending")
         outputs = [chatbot, state, box, card, actions]
-        gr.on(
+        # The browser empties and locks the input the instant a message is sent, so nothing
+        # typed after it can be wiped by a late server update and no second message can
+        # overtake the reply; the input unlocks when the reply ends, and if the turn failed
+        # the message is put back in the box. A send that still slips in before the reply has
+        # finished runs after it, on the state it left (Gradio's default would drop it).
+        taken = gr.on(
             [box.submit, send.click],
+            None,
+            [box],
+            [box, send, pending],
+            js=LOCK_INPUT,
+            queue=False,
+            api_visibility="private",
+        )
+        reply = taken.then(
             self.send,
-            [box, state, zone],
+            [pending, state, zone],
             outputs,
             api_name="chat_send",
             concurrency_limit=None,
+            trigger_mode="always_last",
         )
+        reply.success(None, None, [box, send], js=UNLOCK_INPUT, queue=False)
+        reply.failure(None, [pending], [box, send], js=GIVE_BACK_INPUT, queue=False)
         confirm.click(self.confirm, [state, zone], outputs, api_name="chat_confirm")
         restart.click(self.restart, None, outputs, api_name="chat_restart")
         chatbot.clear(self.restart, None, outputs, api_visibility="private")  # its bin icon
@@ -143,7 +171,7 @@ class Chat:
         was_ready = state.ready  # the card the user may be confirming was on screen
         said: tuple[Line, ...] = (*state.messages, ("user", text))
         state = dataclasses.replace(state, messages=said)
-        yield self._view(state, box="")
+        yield self._view(state)
         yield self._view(say(state, THINKING), partial=True)
         account = await self._login.account(request)
         if account is None:

@@ -11,6 +11,7 @@ import re
 from typing import Any
 
 import pytest
+from playwright.sync_api import expect
 
 from tests.browser.conftest import SCREENSHOTS
 from tests.up_process import UpProcess
@@ -63,6 +64,20 @@ def test_login_is_required(page: Any, product: UpProcess) -> None:
     page.get_by_role("button", name=re.compile("log ?in", re.I)).click()
     page.get_by_text(re.compile("incorrect|invalid|wrong", re.I)).first.wait_for(timeout=10_000)
     assert page.locator("#od-chat-input").count() == 0
+
+
+def test_a_message_typed_while_the_reply_streams_is_answered_after_it(
+    page: Any, product: UpProcess
+) -> None:
+    _log_in(page, product)
+    _say(page, "Call Bright Smile Dental at +1 415 555 0100")
+    _say(page, "Move my appointment to next week")  # at once: the first reply is still coming
+    _wait_text(page, "#od-chat", "when should I call")
+    said = page.locator("#od-chat").get_by_text("Move my appointment to next week", exact=True)
+    assert said.count() == 1
+    box = page.locator("#od-chat-input textarea")
+    expect(box).to_be_editable(timeout=10_000)  # once the reply has ended
+    assert box.input_value() == ""
 
 
 def test_a_task_defined_in_the_chat_is_completed_on_the_dashboard(
