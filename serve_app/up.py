@@ -20,6 +20,7 @@ import signal
 from collections.abc import Callable
 from typing import Any
 
+from actors.options import CALL_SLOT
 from db.engine import open_database
 from db.migrate import upgrade
 from db.repo.accounts import BootstrapResult, bootstrap_first_run
@@ -111,12 +112,42 @@ async def _start_world(settings: Settings, stack: contextlib.AsyncExitStack) -> 
     return settings.model_copy(update={"realtime_base_url": url})
 
 
+def describe_ray(address: str | None, *, nodes: int, call_slots: int) -> list[str]:
+    """What ``opendeep up`` says about Ray: where it runs, and a warning when no call can start.
+
+    ``address`` is the cluster joined, or ``None`` for a Ray started here.
+    """
+    if address is None:
+        lines = [f"  Ray: started locally with {call_slots} call slots."]
+    else:
+        lines = [
+            f"  Ray: joined the cluster at {address} "
+            f"({nodes} node{'s' if nodes != 1 else ''}, {call_slots} call slots)."
+        ]
+    if call_slots < 1:
+        where = (
+            "OPENDEEP_CALL_SLOTS is 0"
+            if address is None
+            else "no node of the cluster declares call slots"
+        )
+        lines.append(
+            f"  WARNING: {where}, so no call can start (tasks wait with 'No free call slot'). "
+            f"Give a node call slots: ray start ... --resources='{{\"{CALL_SLOT}\": 20}}'"
+            + (" or set OPENDEEP_CALL_SLOTS." if address is None else ".")
+        )
+    return lines
+
+
 def _start_ray(settings: Settings) -> None:
     import ray  # noqa: PLC0415 -- `opendeep --help` stays fast
 
     if settings.ray_address:
         ray.init(address=settings.ray_address, namespace=settings.ray_namespace)
-        print(f"  Ray: joined the cluster at {settings.ray_address}.", flush=True)
+        alive = [node for node in ray.nodes() if node.get("Alive")]  # type: ignore[no-untyped-call]
+        resources = ray.cluster_resources()  # type: ignore[no-untyped-call]
+        slots = int(resources.get(CALL_SLOT, 0))
+        for line in describe_ray(settings.ray_address, nodes=len(alive), call_slots=slots):
+            print(line, flush=True)
         return
     # Ray starts at most as many worker processes at once as there are CPUs; a burst of
     # due tasks needs two new actors per call, so let a few more start together.
@@ -130,7 +161,8 @@ def _start_ray(settings: Settings) -> None:
         include_dashboard=False,
         _node_ip_address=node_ip,
     )
-    print(f"  Ray: started locally with {settings.call_slots} call slots.", flush=True)
+    for line in describe_ray(None, nodes=1, call_slots=settings.call_slots):
+        print(line, flush=True)
 
 
 def _start_serve(settings: Settings) -> str:
