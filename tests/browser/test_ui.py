@@ -66,12 +66,12 @@ def test_login_is_required(page: Any, product: UpProcess) -> None:
     assert page.locator("#od-chat-input").count() == 0
 
 
-def test_a_message_typed_while_the_reply_streams_is_answered_after_it(
+def test_a_message_sent_right_after_another_is_answered_in_turn(
     page: Any, product: UpProcess
 ) -> None:
     _log_in(page, product)
     _say(page, "Call Bright Smile Dental at +1 415 555 0100")
-    _say(page, "Move my appointment to next week")  # at once: the first reply is still coming
+    _say(page, "Move my appointment to next week")  # at once, while the first reply streams
     _wait_text(page, "#od-chat", "when should I call")
     said = page.locator("#od-chat").get_by_text("Move my appointment to next week", exact=True)
     assert said.count() == 1
