@@ -16,7 +16,9 @@ import datetime as dt
 import json
 import logging
 import time
-from typing import TYPE_CHECKING, Any, Final
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -41,12 +43,16 @@ __all__ = [
     "CallFacts",
     "GeminiAnalysis",
     "GeminiFact",
+    "GeminiFailed",
     "HitlSummary",
     "analyse_by_rules",
+    "ask_gemini",
+    "gemini_error_reason",
     "reconcile",
     "render_prompt",
 ]
 
+T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 _O = CallOutcome
@@ -302,22 +308,13 @@ class Analyser:
 
     async def _with_gemini(self, facts: CallFacts, rules: AnalysisResult) -> AnalysisResult | str:
         """Gemini's reconciled analysis, or why there is none."""
-        from google.genai import errors  # noqa: PLC0415 -- lazy: the SDK is heavy
-
-        timeout = self._settings.gemini_timeout
         started = time.monotonic()
-        try:
-            answer, tokens = await asyncio.wait_for(self._ask(facts), timeout)
-        except TimeoutError:
-            return f"Gemini timed out after {timeout:g} s"
-        except errors.APIError as exc:
-            return gemini_error_reason(exc)
-        except _InvalidAnswerError as exc:
-            return str(exc)
-        # Any other SDK or transport failure (aiohttp, httpx, OSError…) must still yield the
-        # rules' result: the call is analysed whatever happens, and the reason names the error.
-        except Exception as exc:  # noqa: BLE001
-            return f"Gemini request failed: {type(exc).__name__}: {exc}"
+        asked = await ask_gemini(
+            self._ask(facts), seconds=self._settings.gemini_timeout, bad_answer=_InvalidAnswerError
+        )
+        if isinstance(asked, GeminiFailed):
+            return asked.reason
+        answer, tokens = asked
         result = reconcile(answer, facts, rules, tokens=tokens)
         log.info(
             "analysis of call %s: %s by gemini in %.0f ms (tokens=%s)",
@@ -383,6 +380,36 @@ class Analyser:
         client, self._client = self._client, None
         if client is not None:
             await client.aio.aclose()
+
+
+@dataclass(frozen=True, slots=True)
+class GeminiFailed:
+    """Why Gemini gave no usable answer, in words for the task's events and the logs."""
+
+    reason: str
+
+
+async def ask_gemini(
+    request: Awaitable[T], *, seconds: float, bad_answer: type[Exception]
+) -> T | GeminiFailed:
+    """``request``'s result within ``seconds``, or why there is none.
+
+    ``bad_answer`` is the caller's error for an answer it could not use. Any other SDK or
+    transport failure (aiohttp, httpx, OSError…) is a reason too, never an exception: the
+    analysis and the chat intake both fall back to their rules whatever Gemini does.
+    """
+    from google.genai import errors  # noqa: PLC0415 -- lazy: the SDK is heavy
+
+    try:
+        return await asyncio.wait_for(request, seconds)
+    except TimeoutError:
+        return GeminiFailed(f"Gemini timed out after {seconds:g} s")
+    except errors.APIError as exc:
+        return GeminiFailed(gemini_error_reason(exc))
+    except bad_answer as exc:
+        return GeminiFailed(str(exc))
+    except Exception as exc:  # noqa: BLE001 -- see above: the reason names the error
+        return GeminiFailed(f"Gemini request failed: {type(exc).__name__}: {exc}")
 
 
 def gemini_error_reason(exc: Any) -> str:

@@ -127,7 +127,8 @@ def answer_for(facts: CallFacts) -> dict[str, Any]:
 
 
 def _shape_problems(body: Any) -> list[str]:
-    """What is wrong with a generateContent request for a JSON answer to a schema."""
+    """What is wrong with a generateContent request: its contents, and then the functions of
+    an intake request or the JSON schema of an analysis request."""
     if not isinstance(body, dict):
         return ["the body must be a JSON object"]
     problems = []
@@ -136,6 +137,8 @@ def _shape_problems(body: Any) -> list[str]:
         problems.append("contents must be a non-empty list")
     elif not all(isinstance(c, dict) and c.get("parts") for c in contents):
         problems.append("every content needs parts")
+    if is_intake_request(body):
+        return [*problems, *intake_problems(body)]
     config = body.get("generationConfig")
     if not isinstance(config, dict):
         return [*problems, "generationConfig is missing"]
@@ -225,7 +228,7 @@ class GeminiStandIn:
         if key != self._api_key or self.mode == "wrong_key":
             message = "API key not valid. Please pass a valid API key."
             return _error(400, "INVALID_ARGUMENT", message, reason="API_KEY_INVALID")
-        problems = intake_problems(recorded) if is_intake_request(body) else _shape_problems(body)
+        problems = _shape_problems(body)
         if problems:
             return _error(400, "INVALID_ARGUMENT", "; ".join(problems))
         return await self._answer(model, recorded)

@@ -30,7 +30,6 @@ import math
 import os
 import random
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -49,25 +48,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._rows import STATUSES, free_port, task_row
 from db.engine import Database, open_database
+from db.messages import CallMessageKind, HitlRequested
 from db.migrate import upgrade
-from db.models import Call, HitlRequest, Task
-from db.repo import accounts, hitl
-from db.repo._core import append_event
-from db.states import CallStatus, EventKind, HitlStatus, TaskStatus
+from db.models import Call, Task
+from db.repo import accounts, calls, hitl
+from db.states import CallStatus, TaskStatus
 from opendeep.settings import Settings
+from tests.browser.chromium import CHROMIUM, CHROMIUM_ARGS
 
 T = TypeVar("T")
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 USERNAME = "bench"
 PASSWORD = "correct horse battery staple"  # a throw-away user of a temporary database
 LIST_LIMIT = 100  # the Dashboard shows the newest 100 tasks (gradio_ui.dashboard.LIST_LIMIT)
@@ -167,34 +157,28 @@ async def seed(db: Database, url: str, count: int) -> Seeded:
     return Seeded(tenant.id, live["id"], call.id)
 
 
-async def ask(db: Database, seeded: Seeded, question: str) -> tuple[uuid.UUID, float, float]:
-    """Commit a PENDING question the way a call does; (id, commit start, commit end) epoch ms."""
+async def ask(
+    db: Database, seeded: Seeded, question: str, seq: int
+) -> tuple[uuid.UUID, float, float]:
+    """Commit a PENDING question as a call's message ``seq`` (the path a live call takes);
+    (id, commit start, commit end) in epoch ms."""
     request_id = uuid.uuid4()
     started = time.time() * 1000
-    async with db.write() as session:
-        session.add(
-            HitlRequest(
-                id=request_id,
-                task_id=seeded.task_id,
-                tenant_id=seeded.tenant_id,
-                call_id=seeded.call_id,
-                question=question,
-                recipient_message="One moment please",
-                timeout_seconds=600.0,
-                status=HitlStatus.PENDING,
-                asked_at=dt.datetime.now(dt.UTC),
-            )
-        )
-        await session.flush()
-        await append_event(
-            session,
-            task_id=seeded.task_id,
-            tenant_id=seeded.tenant_id,
-            call_id=seeded.call_id,
-            kind=EventKind.USER_INFO_REQUESTED,
-            message=f"The AI asks: {question}",
-            data={"request_id": str(request_id), "timeout_seconds": 600.0},
-        )
+    asked = HitlRequested(
+        request_id=request_id,
+        question=question,
+        recipient_message="One moment please",
+        timeout_seconds=600.0,
+        at=dt.datetime.now(dt.UTC),
+    )
+    await calls.apply_call_event(
+        db,
+        call_id=seeded.call_id,
+        seq=seq,
+        kind=CallMessageKind.HITL_REQUESTED,
+        payload=asked,
+        now=asked.at,
+    )
     return request_id, started, time.time() * 1000
 
 
@@ -365,7 +349,7 @@ def question_samples(rig: Rig, n: int) -> tuple[list[Seen], tuple[float, float]]
         for i in range(n):
             text = f"Bench question {i} {uuid.uuid4().hex[:10]}"
             page.evaluate("(want) => window.__odWant(want)", text)
-            request_id, started, committed = loop.run(ask(db, seeded, text))
+            request_id, started, committed = loop.run(ask(db, seeded, text, seq=i + 1))
             page.wait_for_function("() => window.__od.qFrame && window.__od.alert", timeout=WAIT_MS)
             m = _marks(page)
             seen.append(
@@ -501,6 +485,8 @@ def main() -> None:
     if args.serve:
         serve(args.serve, args.port, args.var_dir)
         return
+    if CHROMIUM is None:
+        sys.exit("bench/ui.py needs Debian's chromium (apt-get install chromium)")
     print(
         "The web page (Gradio behind the real ingress, uvicorn, one process, SQLite) in "
         f"headless Chromium; {os.cpu_count()} CPUs; load average at start {_loadavg()}"

@@ -11,7 +11,6 @@ answers that turn instead: the user sees a normal reply, the log says why.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import datetime as dt
 import json
@@ -22,7 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from ai.analysis import gemini_error_reason
+from ai.analysis import GeminiFailed, ask_gemini
 from ai.intake_rules import (
     CONFIRM_QUESTION,
     CONFIRM_TASK,
@@ -352,23 +351,15 @@ class GeminiIntake:
         user_zone: str,
     ) -> IntakeTurn | str:
         """Gemini's turn, or why there is none."""
-        from google.genai import errors  # noqa: PLC0415 -- lazy: the SDK is heavy
-
-        timeout = self._settings.gemini_timeout
         started = time.monotonic()
         turn = GeminiTurn(start=draft, draft=draft, where=Where(now, user_zone, self._region))
-        try:
-            text = await asyncio.wait_for(self._converse(turn, history, message), timeout)
-        except TimeoutError:
-            return f"Gemini timed out after {timeout:g} s"
-        except errors.APIError as exc:
-            return gemini_error_reason(exc)
-        except _BadAnswerError as exc:
-            return str(exc)
-        # Any other SDK or transport failure (aiohttp, httpx, OSError…) must still get the
-        # user an answer: the rules give it, and the reason names the error.
-        except Exception as exc:  # noqa: BLE001
-            return f"Gemini request failed: {type(exc).__name__}: {exc}"
+        text = await ask_gemini(
+            self._converse(turn, history, message),
+            seconds=self._settings.gemini_timeout,
+            bad_answer=_BadAnswerError,
+        )
+        if isinstance(text, GeminiFailed):
+            return text.reason
         log.info(
             "chat intake: Gemini answered in %.0f ms (%d function calls)",
             (time.monotonic() - started) * 1000,

@@ -217,10 +217,12 @@ def _signals(stop: asyncio.Event, hurry: asyncio.Event) -> None:
         stop.set()
 
     for sig in (signal.SIGINT, signal.SIGTERM):
-        # NotImplementedError: no signal handlers on this platform's loop; RuntimeError: not
-        # the main thread (run_up driven by a test). Then only ``stop`` stops it.
-        with contextlib.suppress(NotImplementedError, RuntimeError):
+        try:
             loop.add_signal_handler(sig, on_signal)
+        except (NotImplementedError, RuntimeError) as exc:
+            # No signal handlers on this platform's loop, or not the main thread (run_up
+            # driven from a thread): only ``stop`` stops it, and a signal does not drain.
+            log.warning("%s will not drain the calls (%s: %s)", sig.name, type(exc).__name__, exc)
 
 
 async def run_up(

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Generator
+from collections.abc import AsyncIterator, Generator
 from typing import Any
 
 import pytest
 
-from db.engine import open_database
+from db.engine import Database, open_database
 from db.migrate import upgrade
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
@@ -36,6 +37,19 @@ async def database(request: pytest.FixtureRequest, tmp_path: Any) -> Any:
         url = f"sqlite+aiosqlite:///{tmp_path / 'opendeep.db'}"
     else:
         url = request.getfixturevalue("pg_url")
+    async with _migrated(url) as db:
+        yield db
+
+
+@pytest.fixture
+async def sqlite_db(tmp_path: Any) -> Any:
+    """A migrated, empty SQLite database, for tests where PostgreSQL adds nothing."""
+    async with _migrated(f"sqlite+aiosqlite:///{tmp_path / 'opendeep.db'}") as db:
+        yield db
+
+
+@contextlib.asynccontextmanager
+async def _migrated(url: str) -> AsyncIterator[Database]:
     await upgrade(url)
     db = open_database(url)
     try:

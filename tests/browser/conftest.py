@@ -1,32 +1,17 @@
-"""Browser fixtures: one `opendeep up` per module and Debian's Chromium driven by Playwright.
-
-Chromium runs headless as root, so it needs ``--no-sandbox``; the background-networking flags
-keep it from reaching for Google's hosts, which this machine's closed network refuses
-(DESIGN.md §9). Playwright drives the system's ``chromium`` through ``executable_path``: no
-browser is downloaded.
-"""
+"""Browser fixtures: one `opendeep up` per module and Debian's Chromium driven by Playwright
+(launched as :mod:`tests.browser.chromium` says)."""
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.browser.chromium import CHROMIUM, CHROMIUM_ARGS
 from tests.up_process import UpProcess
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "img"
 
 

@@ -17,15 +17,14 @@ import pytest
 
 from db.engine import Database
 from gradio_ui.intake_types import Draft, IntakeTurn
-from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
-from tests.integration.test_ui import PASSWORD, _serving, sqlite_db
+from tests.browser.chromium import CHROMIUM, CHROMIUM_ARGS
+from tests.integration.test_ui import PASSWORD, _serving
 
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.filterwarnings("ignore:.*no_silent_downcasting:DeprecationWarning"),
     pytest.mark.filterwarnings("ignore:The copy keyword is deprecated"),
 ]
-__all__ = ["sqlite_db"]  # the fixture, shared with the UI integration tests
 
 MESSAGE = "Call +1 415 555 0100 and ask about my order"
 

@@ -19,7 +19,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from db.engine import Database
-from db.models import Call, HitlRequest, Task
+from db.models import HitlRequest, Task
 from db.repo import accounts
 from db.shapes import utcnow
 from db.states import CallOutcome, CallStatus, EndReason, HitlStatus, TelephonyResult
@@ -158,41 +158,34 @@ async def insert_ended_call(
 ) -> uuid.UUID:
     """An answered call of a task that has ended, with its transcript and figures."""
     now = utcnow()
-    async with db.write() as session:
-        task = await session.get(Task, task_id)
-        assert task is not None
-        call = Call(
-            id=uuid.uuid4(),
-            task_id=task_id,
-            tenant_id=task.tenant_id,
-            destination=task.phone,
-            attempt_number=attempt,
-            status=CallStatus.ENDED,
-            telephony_result=TelephonyResult.ANSWERED,
-            end_reason=EndReason.COMPLETED,
-            outcome=outcome,
-            hangup_cause=16,
-            created_at=now - dt.timedelta(seconds=70),
-            originated_at=now - dt.timedelta(seconds=69),
-            answered_at=now - dt.timedelta(seconds=65),
-            ended_at=now,
-            transcript=[
-                {"speaker": "agent", "text": "Hello, I am an AI", "start_ms": 0, "end_ms": 900},
-                {"speaker": "callee", "text": "Hi", "start_ms": 1000, "end_ms": 1300},
-            ],
-            tool_calls=[
-                {
-                    "name": "end_call",
-                    "arguments": {"reason": "completed"},
-                    "result": "ok",
-                    "at": now.isoformat(),
-                },
-            ],
-            figures=figures,
-            recording_path=recording_path,
-        )
-        session.add(call)
-    return call.id
+    return await _rows.insert_call(
+        db,
+        task_id,
+        attempt_number=attempt,
+        status=CallStatus.ENDED,
+        telephony_result=TelephonyResult.ANSWERED,
+        end_reason=EndReason.COMPLETED,
+        outcome=outcome,
+        hangup_cause=16,
+        created_at=now - dt.timedelta(seconds=70),
+        originated_at=now - dt.timedelta(seconds=69),
+        answered_at=now - dt.timedelta(seconds=65),
+        ended_at=now,
+        transcript=[
+            {"speaker": "agent", "text": "Hello, I am an AI", "start_ms": 0, "end_ms": 900},
+            {"speaker": "callee", "text": "Hi", "start_ms": 1000, "end_ms": 1300},
+        ],
+        tool_calls=[
+            {
+                "name": "end_call",
+                "arguments": {"reason": "completed"},
+                "result": "ok",
+                "at": now.isoformat(),
+            },
+        ],
+        figures=figures,
+        recording_path=recording_path,
+    )
 
 
 async def answered_question(db: Database, task_id: uuid.UUID, wait_s: float) -> uuid.UUID:

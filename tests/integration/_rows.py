@@ -73,22 +73,23 @@ async def insert_task(
     return row.id
 
 
-async def insert_call(db: Database, task_id: uuid.UUID) -> uuid.UUID:
-    """An answered call of a task."""
+async def insert_call(db: Database, task_id: uuid.UUID, **fields: Any) -> uuid.UUID:
+    """An answered call of a task; ``fields`` override any column."""
     async with db.write() as session:
         task = await session.get(Task, task_id)
         assert task is not None
-        call = Call(
-            id=uuid.uuid4(),
-            task_id=task_id,
-            tenant_id=task.tenant_id,
-            destination=task.phone,
-            attempt_number=1,
-            status=CallStatus.ANSWERED,
-            created_at=utcnow(),
-            transcript=[{"speaker": "agent", "text": "Hello", "start_ms": 0, "end_ms": 500}],
-            tool_calls=[],
-        )
+        values: dict[str, Any] = {
+            "id": uuid.uuid4(),
+            "task_id": task_id,
+            "tenant_id": task.tenant_id,
+            "destination": task.phone,
+            "attempt_number": 1,
+            "status": CallStatus.ANSWERED,
+            "created_at": utcnow(),
+            "transcript": [{"speaker": "agent", "text": "Hello", "start_ms": 0, "end_ms": 500}],
+            "tool_calls": [],
+        }
+        call = Call(**(values | fields))
         session.add(call)
     return call.id
 

@@ -8,11 +8,9 @@ import json
 import logging
 import socket
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from pydantic import SecretStr
 
 from ai.analysis import (
     SYSTEM_INSTRUCTION,
@@ -26,6 +24,7 @@ from ai.gemini_sim import GeminiStandIn, StandInMode, facts_from_prompt
 from db.shapes import Speaker, ToolCallRecord, TranscriptTurn
 from db.states import AmdVerdict, CallOutcome, EndReason, TelephonyResult
 from opendeep.settings import Settings
+from tests.integration._gemini import KEY, settings_for
 
 pytestmark = [
     pytest.mark.integration,
@@ -33,7 +32,6 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:Inheritance class AiohttpClientSession:DeprecationWarning"),
 ]
 
-KEY = "AIza-standin-0123456789-secret"
 ENDED = dt.datetime(2026, 3, 3, 9, 30, tzinfo=dt.UTC)  # Tuesday, 10:30 in Paris
 CALLBACK_LINE = "I'm in a meeting. Call me back Thursday after 3."
 
@@ -59,28 +57,6 @@ def call(*callee: str, **values: Any) -> CallFacts:
     }
     fields.update(values)
     return CallFacts(**fields)
-
-
-def settings_for(standin: GeminiStandIn, **values: Any) -> Settings:
-    fields: dict[str, Any] = {
-        "analysis": "gemini",
-        "gemini_api_key": SecretStr(KEY),
-        "gemini_base_url": standin.base_url,
-        "gemini_model": "gemini-2.5-flash",
-        "gemini_timeout": 5.0,
-    }
-    fields.update(values)
-    return Settings(**fields)
-
-
-@pytest.fixture
-async def standin() -> AsyncIterator[GeminiStandIn]:
-    server = GeminiStandIn(api_key=KEY)
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop()
 
 
 async def analyse(settings: Settings, facts: CallFacts) -> AnalysisResult:

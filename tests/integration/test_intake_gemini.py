@@ -6,17 +6,15 @@ import datetime as dt
 import logging
 import time
 from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
-from pydantic import SecretStr
 
 from ai.gemini_sim import GeminiStandIn, StandInMode
 from ai.intake_rules import CONFIRM_QUESTION, DRAFT_MARKER
 from gradio_ui.intake import make_intake
 from gradio_ui.intake_gemini import GeminiIntake
 from gradio_ui.intake_types import Draft, IntakeTurn
-from opendeep.settings import Settings
+from tests.integration._gemini import KEY, settings_for
 
 pytestmark = [
     pytest.mark.integration,
@@ -24,29 +22,9 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:Inheritance class AiohttpClientSession:DeprecationWarning"),
 ]
 
-KEY = "AIza-standin-intake-0123456789"
 NOW = dt.datetime(2026, 3, 5, 9, 12, tzinfo=dt.UTC)  # Thursday, 10:12 in Paris
 ZONE = "Europe/Paris"
 FIRST = "Call Bright Smile Dental at 911 tomorrow at 3pm to move my appointment to next week"
-
-
-def settings_for(standin: GeminiStandIn, **values: Any) -> Settings:
-    fields: dict[str, Any] = {
-        "_env_file": None,
-        "analysis": "gemini",
-        "gemini_api_key": SecretStr(KEY),
-        "gemini_base_url": standin.base_url,
-        "gemini_model": "gemini-2.5-flash",
-        "gemini_timeout": 5.0,
-    }
-    fields.update(values)
-    return Settings(**fields)
-
-
-@pytest.fixture
-async def standin() -> AsyncIterator[GeminiStandIn]:
-    async with GeminiStandIn(api_key=KEY) as server:
-        yield server
 
 
 @pytest.fixture

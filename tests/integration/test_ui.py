@@ -28,8 +28,7 @@ import sqlalchemy as sa
 import uvicorn
 from gradio_client import Client
 
-from db.engine import Database, open_database
-from db.migrate import upgrade
+from db.engine import Database
 from db.models import Call, Task, User
 from db.repo import accounts, tasks
 from db.shapes import utcnow
@@ -180,18 +179,6 @@ async def ui(database: Database, tmp_path: Path) -> AsyncIterator[Running]:
     """The UI on SQLite and on PostgreSQL in turn."""
     async with _serving(database, tmp_path, ScriptedIntake()) as running:
         yield running
-
-
-@pytest.fixture
-async def sqlite_db(tmp_path: Path) -> AsyncIterator[Database]:
-    """A migrated SQLite database, for tests where PostgreSQL adds nothing."""
-    url = f"sqlite+aiosqlite:///{tmp_path / 'opendeep.db'}"
-    await upgrade(url)
-    db = open_database(url)
-    try:
-        yield db
-    finally:
-        await db.close()
 
 
 @pytest.fixture
